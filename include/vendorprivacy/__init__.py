@@ -1,0 +1,1 @@
+"""Domain core: make the privacy notice's vendor promises true. Runs without Airflow."""
