@@ -1,0 +1,40 @@
+"""Secrets the pipelines need, and the pseudonymous keys derived from them.
+
+Secrets come from the environment or an Airflow connection (never from the repository):
+`token_key` makes per-vendor HMAC tokens (one vendor's tokens cannot be linked to another's);
+`subject_key` makes the ledger's subject keys (who received whom, without raw identifiers).
+"""
+from __future__ import annotations
+
+import hashlib
+import hmac
+import os
+from dataclasses import dataclass
+
+import pyarrow as pa
+
+
+class MissingSecret(RuntimeError):
+    pass
+
+
+@dataclass(frozen=True)
+class Keys:
+    token_key: bytes
+    subject_key: bytes
+
+    @classmethod
+    def from_env(cls) -> "Keys":
+        missing = [n for n in ("VENDORPRIVACY_TOKEN_KEY", "VENDORPRIVACY_SUBJECT_KEY") if not os.environ.get(n)]
+        if missing:
+            raise MissingSecret(f"secret(s) not set: {', '.join(missing)} (or the Airflow connection 'vendorprivacy_keys')")
+        return cls(os.environ["VENDORPRIVACY_TOKEN_KEY"].encode(), os.environ["VENDORPRIVACY_SUBJECT_KEY"].encode())
+
+    def vendor_token_key(self, vendor: str) -> bytes:
+        return hmac.new(self.token_key, f"vendor-token:{vendor}".encode(), hashlib.sha256).digest()
+
+    def subject_key_of(self, customer_id: int) -> str:
+        return hmac.new(self.subject_key, f"customer:{customer_id}".encode(), hashlib.sha256).hexdigest()
+
+    def subject_keys(self, customer_ids: pa.Array) -> pa.Array:
+        return pa.array([self.subject_key_of(i) for i in customer_ids.to_pylist()], pa.string())

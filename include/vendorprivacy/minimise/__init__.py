@@ -1,0 +1,1 @@
+"""Field transforms, per-vendor identifier normalisers and eligibility rules."""
