@@ -1,4 +1,4 @@
-"""Vendor shares: one DAG per feed in the register (include/policy/vendors/*.yaml).
+"""Vendor shares: one Airflow DAG per feed in the register (include/policy/vendors/*.yaml).
 
 A new vendor or feed is a register entry and a key, not code. See vendorprivacy.orchestration.feed_dags.
 """
