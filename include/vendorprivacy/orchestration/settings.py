@@ -44,7 +44,15 @@ def ledger_url() -> str:
 
 
 def staging_root() -> Path:
-    return Path(os.environ.get("VENDORPRIVACY_STAGING_DIR", DEFAULT_STATE / "staging"))
+    """Where staged files wait between prepare, gate and deliver (plaintext: keep it private, 0700)."""
+    if os.environ.get("VENDORPRIVACY_STAGING_DIR"):
+        return Path(os.environ["VENDORPRIVACY_STAGING_DIR"])
+    try:
+        from airflow.sdk import Variable
+        configured = Variable.get("vendorprivacy_staging_dir", default=None)
+    except Exception:  # outside a task, or no metadata database
+        configured = None
+    return Path(configured) if configured else DEFAULT_STATE / "staging"
 
 
 def keys():
