@@ -28,7 +28,8 @@ def _run(feed_id: str):
 
     vendor, feed = load_register().feed(feed_id)
     logical = get_current_context()["logical_date"]
-    return FeedRun(vendor=vendor, feed=feed, logical_date=logical.date(), shop_url=settings.shop_url(),
+    day = dt.date(logical.year, logical.month, logical.day)  # a plain date: DB drivers reject pendulum's subclass
+    return FeedRun(vendor=vendor, feed=feed, logical_date=day, shop_url=settings.shop_url(),
                    ledger=settings.ledger(), staging_root=settings.staging_root(), keys=settings.keys())
 
 
