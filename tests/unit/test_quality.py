@@ -273,12 +273,19 @@ def test_empty_key_fails_not_null(tmp_path, shop, adgrid, empty):
 
 
 def test_row_count_against_previous_delivery(tmp_path, shop, adgrid):
+    adgrid = adgrid.model_copy(update={"row_count_slack": 0})  # the relative window alone
     data_csv, subjects = stage(tmp_path, adgrid_rows(CLEAN), CLEAN)
     result = gate(adgrid, data_csv, subjects, shop, previous=10)  # 41 rows, allowed 5..15
     assert not result.passed
     assert failed_checks(result) == {("row_count_vs_previous", "_delivery_rows")}
     assert "41 rows, allowed 5..15 (previous delivery 10)" in result.message()
     assert gate(adgrid, data_csv, subjects, shop, previous=60).passed  # allowed 30..90
+
+
+def test_row_count_slack_lets_small_feeds_vary(tmp_path, shop, adgrid):
+    data_csv, subjects = stage(tmp_path, adgrid_rows(CLEAN), CLEAN)  # 41 rows
+    assert gate(adgrid.model_copy(update={"row_count_slack": 41}), data_csv, subjects, shop, previous=0).passed
+    assert not gate(adgrid.model_copy(update={"row_count_slack": 40}), data_csv, subjects, shop, previous=0).passed
 
 
 @pytest.mark.parametrize("subject_ids", [CLEAN[:-3], CLEAN + [1, 2]])
@@ -328,7 +335,7 @@ def test_header_only_delivery(tmp_path, shop, adgrid):
     _, subjects = stage(tmp_path / "other", adgrid_rows([1]), [])
     result = gate(adgrid, data_csv, subjects, shop)
     assert result.passed and result.rows == 0
-    assert not gate(adgrid, data_csv, subjects, shop, previous=100).passed
+    assert not gate(adgrid.model_copy(update={"row_count_slack": 0}), data_csv, subjects, shop, previous=100).passed
 
 
 @pytest.mark.parametrize("breakage", ["ragged_csv", "not_arrow", "bad_shop"])

@@ -30,6 +30,8 @@ class Delivery:
     bytes: int | None = None
     remote_path: str | None = None
     error: str | None = None
+    fields: list | None = None
+    plaintext_sha256: str | None = None
 
 
 class Ledger:
@@ -118,19 +120,65 @@ class Ledger:
         with self.engine.connect() as conn:
             return {r[0] for r in conn.execute(q)}
 
+    def recipients_of_many(self, subject_keys: Iterable[str]) -> dict[str, set[str]]:
+        """recipients_of for many subjects in a few queries: {subject_key: {vendor, ...}} (every key present)."""
+        keys = sorted(set(subject_keys))
+        out: dict[str, set[str]] = {k: set() for k in keys}
+        with self.engine.connect() as conn:
+            for i in range(0, len(keys), 1000):
+                q = (sa.select(t.delivery_subjects.c.subject_key, t.deliveries.c.vendor).distinct()
+                     .join(t.deliveries, t.delivery_subjects.c.delivery_id == t.deliveries.c.delivery_id)
+                     .where(t.delivery_subjects.c.subject_key.in_(keys[i:i + 1000]),
+                            t.deliveries.c.status == "delivered"))
+                for key, vendor in conn.execute(q):
+                    out[key].add(vendor)
+        return out
+
     # ------------------------------------------------------------ suppression
-    def suppress(self, subject_keys: Iterable[str], reason: str, request_ref: str | None = None) -> int:
-        """Add subjects to the suppression list in one transaction; already-suppressed keys are left as they are."""
+    def suppress(self, subject_keys: Iterable[str], reason: str, request_ref: str | None = None, *, conn=None) -> int:
+        """Add subjects to the suppression list in one transaction; already-suppressed keys are left as they are.
+        With `conn`, the caller's transaction is used (so suppression can commit together with other writes)."""
         keys = set(subject_keys)
-        with self.engine.begin() as conn:
-            present = {r[0] for r in conn.execute(sa.select(t.suppression.c.subject_key).where(
-                t.suppression.c.subject_key.in_(keys)))} if keys else set()
+
+        def run(c) -> int:
+            present: set[str] = set()
+            ordered = sorted(keys)
+            for i in range(0, len(ordered), _CHUNK):
+                present |= {r[0] for r in c.execute(sa.select(t.suppression.c.subject_key).where(
+                    t.suppression.c.subject_key.in_(ordered[i:i + _CHUNK])))}
             new = [{"subject_key": k, "reason": reason, "request_ref": request_ref, "added_at": _now()}
                    for k in sorted(keys - present)]
             if new:
-                conn.execute(t.suppression.insert(), new)
-        return len(new)
+                c.execute(t.suppression.insert(), new)
+            return len(new)
+
+        if conn is not None:
+            return run(conn)
+        with self.engine.begin() as c:
+            return run(c)
 
     def suppressed(self) -> set[str]:
         with self.engine.connect() as conn:
             return {r[0] for r in conn.execute(sa.select(t.suppression.c.subject_key))}
+
+    # ------------------------------------------------------------ opt-out of sale/sharing
+    def record_opt_out(self, subject_keys: Iterable[str], request_ref: str | None = None, *, conn=None) -> int:
+        """Record sale/share opt-outs (advertising feeds must exclude these keys); existing keys are kept as they are."""
+        keys = set(subject_keys)
+
+        def run(c) -> int:
+            present = {r[0] for r in c.execute(sa.select(t.sale_share_optouts.c.subject_key).where(
+                t.sale_share_optouts.c.subject_key.in_(keys)))} if keys else set()
+            new = [{"subject_key": k, "request_ref": request_ref, "added_at": _now()} for k in sorted(keys - present)]
+            if new:
+                c.execute(t.sale_share_optouts.insert(), new)
+            return len(new)
+
+        if conn is not None:
+            return run(conn)
+        with self.engine.begin() as c:
+            return run(c)
+
+    def opted_out(self) -> set[str]:
+        with self.engine.connect() as conn:
+            return {r[0] for r in conn.execute(sa.select(t.sale_share_optouts.c.subject_key))}

@@ -126,6 +126,7 @@ class FeedSpec(Strict):
     eligibility: list[Rule]
     batch_size: int = Field(default=500, gt=0)           # HTTPS records per POST
     row_count_tolerance: float = Field(default=0.5, gt=0)  # allowed relative change against the last delivery
+    row_count_slack: int = Field(default=50, ge=0)          # ...plus this many rows either way (small feeds)
     retries: int = Field(default=3, ge=0)
     retry_delay_minutes: float = Field(default=2, gt=0)
     execution_timeout_minutes: float = Field(default=60, gt=0)

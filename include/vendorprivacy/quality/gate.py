@@ -334,7 +334,7 @@ def run_gate(
         duration_s=time.perf_counter() - t0,
         subject_rows=subject_rows,
         previous_row_count=previous_row_count,
-        allowed_rows=(row_window(previous_row_count, feed.row_count_tolerance)
+        allowed_rows=(row_window(previous_row_count, feed.row_count_tolerance, feed.row_count_slack)
                       if previous_row_count is not None else None),
         expectations=len(checks) + len(s_checks),
         chunks=chunks,
