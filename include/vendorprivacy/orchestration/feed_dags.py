@@ -55,19 +55,19 @@ def build_feed_dag(vendor: Vendor, feed: FeedSpec) -> DAG:
         tags=["vendor-share", vendor.vendor, vendor.recipient_category, vendor.transport.kind],
     ) as dag:
 
-        @task(task_id="prepare")
+        @task(task_id="prepare", multiple_outputs=False)
         def prepare(feed_id: str) -> dict:
             """Extract, filter to eligible people, minimise to the declared fields; stage the file."""
             from vendorprivacy import share
             return share.prepare(_run(feed_id))
 
-        @task(task_id="quality_gate")
+        @task(task_id="quality_gate", multiple_outputs=False)
         def quality_gate(feed_id: str, prepared: dict) -> dict:
             """Great Expectations suite from the register; fails closed."""
             from vendorprivacy import share
             return share.gate(_run(feed_id))
 
-        @task(task_id="deliver")
+        @task(task_id="deliver", multiple_outputs=False)
         def deliver(feed_id: str, gated: dict) -> dict:
             """Encrypt, deliver atomically and idempotently, record in the ledger."""
             from vendorprivacy import share
