@@ -1,10 +1,11 @@
 """Test-wide settings: an isolated Airflow home and fixed demo secrets (never real ones)."""
 import os
+import tempfile
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-_state = ROOT / ".state" / "test"
-_state.mkdir(parents=True, exist_ok=True)
+(ROOT / ".state").mkdir(exist_ok=True)
+_state = Path(tempfile.mkdtemp(prefix="test-", dir=ROOT / ".state"))  # a fresh Airflow home per session
 os.environ.setdefault("AIRFLOW_HOME", str(_state / "airflow"))
 os.environ.setdefault("AIRFLOW__CORE__DAGS_FOLDER", str(ROOT / "dags"))
 os.environ.setdefault("AIRFLOW__CORE__PLUGINS_FOLDER", str(ROOT / "plugins"))

@@ -9,6 +9,7 @@ import os
 import sqlite3
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
@@ -22,13 +23,10 @@ FEEDS = ["share_adgrid_customer_match", "share_mailwave_subscribers", "share_par
 
 @pytest.fixture(scope="module")
 def airflow_env(tmp_path_factory, sandbox):
-    home = tmp_path_factory.mktemp("airflow")
     state = tmp_path_factory.mktemp("state")
     shop = state / "shop.db"
     generate_shop(f"sqlite:///{shop}", customers=1000, seed=11)
     env = {
-        "AIRFLOW_HOME": str(home),
-        "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{home / 'airflow.db'}",
         "AIRFLOW_CONN_SHOP_DB": json.dumps({"conn_type": "sqlite", "host": str(shop)}),
         "AIRFLOW_CONN_LEDGER_DB": json.dumps({"conn_type": "sqlite", "host": str(state / "ledger.db")}),
         "AIRFLOW_CONN_VENDORPRIVACY_KEYS": json.dumps({"conn_type": "generic", "extra": {
@@ -37,9 +35,9 @@ def airflow_env(tmp_path_factory, sandbox):
     }
     saved = {k: os.environ.get(k) for k in env}
     os.environ.update(env)
-    from airflow import settings as airflow_settings  # the metadata DB moved: point Airflow at the new one
+    # The session's fresh Airflow home (tests/conftest.py) gets its metadata tables.
     subprocess.run([sys.executable, "-m", "airflow", "db", "migrate"], check=True, capture_output=True, env=os.environ)
-    airflow_settings.configure_orm()
+    home = Path(os.environ["AIRFLOW_HOME"])
     yield home, shop, state
     for k, v in saved.items():
         os.environ.pop(k, None) if v is None else os.environ.__setitem__(k, v)
