@@ -165,6 +165,13 @@ def _sha256(path: Path) -> str:
     return sha256_file(path)
 
 
+def _distinct(keys: pa.ChunkedArray, chunk: int = 50_000):
+    """Distinct subject keys, yielded in slices: a person with many orders is recorded once."""
+    unique = pc.unique(keys)
+    for start in range(0, len(unique), chunk):
+        yield from unique.slice(start, chunk).to_pylist()
+
+
 def deliver(run: FeedRun) -> dict:
     """Encrypt (file vendors) and deliver the gated file, then record it in the ledger with its subjects."""
     from .crypto import encrypt_file
@@ -204,7 +211,7 @@ def deliver(run: FeedRun) -> dict:
     except Exception as e:
         run.ledger.update_delivery(run.delivery_id, status="failed", error=f"{type(e).__name__}: {e}"[:2000])
         raise
-    run.ledger.mark_delivered(run.delivery_id, set(subjects.column("subject_key").to_pylist()),
+    run.ledger.mark_delivered(run.delivery_id, _distinct(subjects.column("subject_key")),
                               row_count=rows, sha256=receipt.sha256, bytes=receipt.bytes,
                               remote_path=receipt.remote_path, plaintext_sha256=plaintext_sha)
     shutil.rmtree(run.staging_dir, ignore_errors=True)  # plaintext personal data does not linger on disk
