@@ -5,6 +5,10 @@
   vendorprivacy shop generate          build the synthetic shop database (deterministic)
   vendorprivacy shop describe          row counts of the shop tables
   vendorprivacy deliveries             what the ledger says has left, feed by feed
+  vendorprivacy erasure file|import    file erasure / opt-out requests (one subject, or a CSV batch)
+  vendorprivacy erasure list|show      requests and each vendor's status
+  vendorprivacy erasure run            propagate without Airflow (the erasure_propagation DAG does the same)
+  vendorprivacy erasure deadlines      requests and vendors at risk of missing their legal due date
 """
 from __future__ import annotations
 
@@ -80,6 +84,205 @@ def _deliveries(args) -> int:
     return 0
 
 
+# ---------------------------------------------------------------------------------------------- erasure
+def _erasure_store(args):
+    from .erasure.store import ErasureStore
+    from .ledger import Ledger
+
+    led = Ledger(args.ledger)
+    led.migrate()
+    return ErasureStore(led)
+
+
+def _print_filed(filed) -> None:
+    for f in filed:
+        ack = f", acknowledge by {f.ack_due}" if f.ack_due else ""
+        print(f"filed {f.ticket} {f.regulation} {f.request_type}: received {f.received_on}, due {f.due}{ack} "
+              f"(request {f.request_id})")
+
+
+def _erasure_file(args) -> int:
+    from .erasure.identity import IdentityKeyError, identity_cipher
+    from .erasure.intake import file_request
+    from .erasure.requests import InvalidRequests
+
+    try:
+        cipher = identity_cipher()
+        filed = file_request(_erasure_store(args), cipher, ticket=args.ticket, regulation=args.regulation,
+                             request_type=args.type, email=args.email, phone=args.phone, country=args.country,
+                             received=args.received)
+    except (InvalidRequests, IdentityKeyError) as e:
+        print(f"nothing filed: {e}", file=sys.stderr)
+        return 2
+    _print_filed([filed])
+    return 0
+
+
+def _erasure_import(args) -> int:
+    from .erasure.identity import IdentityKeyError, identity_cipher
+    from .erasure.intake import import_csv
+    from .erasure.requests import InvalidRequests
+
+    try:
+        cipher = identity_cipher()
+        filed = import_csv(_erasure_store(args), cipher, args.csv)
+    except (InvalidRequests, IdentityKeyError) as e:
+        print(f"{args.csv}: nothing filed: {e}", file=sys.stderr)
+        return 2
+    except FileNotFoundError:
+        print(f"{args.csv}: no such file", file=sys.stderr)
+        return 2
+    _print_filed(filed)
+    print(f"{len(filed)} request(s) filed from {args.csv}")
+    return 0
+
+
+def _erasure_under_13(args) -> int:
+    from .erasure.identity import IdentityKeyError, identity_cipher
+    from .erasure.intake import file_under_13
+    from .orchestration.settings import keys
+
+    try:
+        counts = file_under_13(_erasure_store(args), identity_cipher(), args.shop, keys())
+    except IdentityKeyError as e:
+        print(f"nothing filed: {e}", file=sys.stderr)
+        return 2
+    print(", ".join(f"{k.replace('_', ' ')}: {v}" for k, v in counts.items()))
+    return 0
+
+
+def _erasure_list(args) -> int:
+    from collections import Counter
+
+    store = _erasure_store(args)
+    reqs = store.requests(statuses=args.status or None)
+    pairs: dict[str, Counter] = {}
+    for p in store.pairs([r.request_id for r in reqs]) if reqs else []:
+        pairs.setdefault(p.request_id, Counter())[p.status] += 1
+    print(f"{'ticket':16} {'type':8} {'reg':5} {'received':10} {'due':10} {'status':12} vendors")
+    for r in reqs:
+        summary = ", ".join(f"{k} {v}" for k, v in sorted(pairs.get(r.request_id, Counter()).items())) or "-"
+        print(f"{r.ticket:16} {r.request_type:8} {r.regulation:5} {r.received_on!s:10} {r.effective_due!s:10} "
+              f"{r.status:12} {summary}")
+    return 0
+
+
+def _erasure_show(args) -> int:
+    store = _erasure_store(args)
+    reqs = store.requests(tickets=[args.ticket])
+    if not reqs:
+        print(f"no request with ticket {args.ticket}", file=sys.stderr)
+        return 1
+    for r in reqs:
+        print(f"{r.ticket} {r.regulation} {r.request_type} ({r.request_id}): {r.status}, received {r.received_on}, "
+              f"due {r.effective_due}")
+        for p in store.pairs([r.request_id]):
+            ref = f" ref {p.vendor_reference}" if p.vendor_reference else ""
+            print(f"  {p.vendor:12} {p.status:15}{ref}  {p.reason or ''}")
+    return 0
+
+
+def _erasure_run(args) -> int:
+    import json
+    import uuid
+
+    from .erasure import propagate
+    from .erasure.evidence import reports_dir
+    from .erasure.identity import identity_cipher
+    from .erasure.store import ErasureStore
+    from .ledger import Ledger
+    from .orchestration.settings import keys
+    from .policy import load_notice, load_register
+
+    led = Ledger(args.ledger)
+    led.migrate()
+    ctx = propagate.Context(store=ErasureStore(led), shop_url=args.shop, keys=keys(), cipher=identity_cipher(),
+                            register=load_register(), notice=load_notice(), reports_dir=reports_dir(),
+                            protocol_options={"evidence_dir": reports_dir() / "vendor_answers"})
+    result = propagate.run_once(ctx, args.requests, run_id=f"cli-{uuid.uuid4()}", dry_run=not args.send,
+                                wait_seconds=args.wait)
+    result.get("resolve", {}).pop("requests_detail", None)
+    print(json.dumps(result, indent=2, default=str))
+    return 0
+
+
+def _erasure_deadlines(args) -> int:
+    from .erasure.alerts import deadline_check
+    from .policy import load_register
+
+    found = deadline_check(_erasure_store(args), margin_days=args.margin_days, register=load_register(),
+                           record=not args.no_record)
+    for a in found:
+        print(a.line())
+    print(f"{len(found)} alert(s)")
+    return 1 if any(a.level == "overdue" for a in found) else 0
+
+
+def _erasure_extend(args) -> int:
+    import datetime as dt
+
+    store = _erasure_store(args)
+    reqs = [r for r in store.requests(tickets=[args.ticket]) if r.request_type == args.type]
+    if not reqs:
+        print(f"no {args.type} request with ticket {args.ticket}", file=sys.stderr)
+        return 1
+    try:
+        r = store.extend(reqs[0].request_id, dt.date.fromisoformat(args.noticed), actor=args.by)
+    except ValueError as e:
+        print(f"not extended: {e}", file=sys.stderr)
+        return 2
+    print(f"{r.ticket} {r.request_type}: due date now {r.effective_due}")
+    return 0
+
+
+def _erasure_purge(args) -> int:
+    n = _erasure_store(args).purge_expired(months=args.months)
+    print(f"{n} request record(s) older than {args.months} months deleted")
+    return 0
+
+
+def _erasure_parser(sub) -> None:
+    er = sub.add_parser("erasure", help="erasure and opt-out requests").add_subparsers(dest="action", required=True)
+
+    def add(name, fn, help_):
+        s = er.add_parser(name, help=help_)
+        s.add_argument("--ledger", default=DEFAULT_LEDGER, help="ledger SQLAlchemy URL (default %(default)s)")
+        s.set_defaults(fn=fn)
+        return s
+
+    f = add("file", _erasure_file, "file one request (the identity key must be configured)")
+    f.add_argument("--ticket", required=True, help="the privacy team's reference, e.g. T-123 (no personal data)")
+    f.add_argument("--regulation", required=True, help="ccpa or gdpr")
+    f.add_argument("--type", required=True, help="erasure or opt_out")
+    f.add_argument("--email")
+    f.add_argument("--phone")
+    f.add_argument("--country", help="two-letter country of the phone number (e.g. US)")
+    f.add_argument("--received", help="date received, YYYY-MM-DD (default today)")
+    i = add("import", _erasure_import, "file a CSV of requests: all rows or none")
+    i.add_argument("csv", type=Path, help="columns: ticket, regulation, type, email, phone, country, received")
+    u = add("file-under-13", _erasure_under_13, "file an erasure and an opt-out for every under-13 in the shop")
+    u.add_argument("--shop", default=DEFAULT_SHOP)
+    ls = add("list", _erasure_list, "requests with their vendors' statuses")
+    ls.add_argument("--status", action="append", choices=["filed", "in_progress", "complete"])
+    sh = add("show", _erasure_show, "one ticket, vendor by vendor")
+    sh.add_argument("ticket")
+    r = add("run", _erasure_run, "propagate without Airflow (dry run unless --send)")
+    r.add_argument("--shop", default=DEFAULT_SHOP)
+    r.add_argument("--requests", default="all pending", help="'all pending' or ticket references")
+    r.add_argument("--send", action="store_true", help="really suppress and send (default: dry run)")
+    r.add_argument("--wait", type=float, default=0, help="seconds to wait for vendors' answers")
+    dl = add("deadlines", _erasure_deadlines, "alerts for open requests near or past their due date (exit 1 if overdue)")
+    dl.add_argument("--margin-days", type=int, default=7)
+    dl.add_argument("--no-record", action="store_true", help="do not add the alerts to the timelines")
+    ex = add("extend", _erasure_extend, "use the one extension the law allows (after notifying the subject)")
+    ex.add_argument("ticket")
+    ex.add_argument("--type", default="erasure", choices=["erasure", "opt_out"])
+    ex.add_argument("--noticed", required=True, help="date the subject was told, YYYY-MM-DD")
+    ex.add_argument("--by", help="who decided")
+    pg = add("purge-expired", _erasure_purge, "delete request records completed more than --months ago")
+    pg.add_argument("--months", type=int, default=24)
+
+
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="vendorprivacy", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = p.add_subparsers(dest="command", required=True)
@@ -104,6 +307,8 @@ def parser() -> argparse.ArgumentParser:
     dl = sub.add_parser("deliveries", help="deliveries recorded in the ledger")
     dl.add_argument("--ledger", default=DEFAULT_LEDGER, help="ledger SQLAlchemy URL (default %(default)s)")
     dl.set_defaults(fn=_deliveries)
+
+    _erasure_parser(sub)
     return p
 
 

@@ -102,7 +102,7 @@ erasure_batches = Table(
 
 erasure_pairs = Table(
     "erasure_pairs", metadata,
-    Column("pair_id", String(36), primary_key=True),        # uuid5(request, vendor)
+    Column("pair_id", String(36), primary_key=True),        # uuid4: the only reference the vendor sees
     Column("request_id", String(36), ForeignKey("erasure_requests.request_id"), nullable=False),
     Column("vendor", String(100), nullable=False),
     Column("status", String(20), nullable=False),           # queued sent acknowledged completed not_found retained failed not_applicable
