@@ -16,7 +16,8 @@ import sqlalchemy as sa
 
 from vendorprivacy.shop.generate import generate_shop
 
-LOGICAL = dt.datetime(2026, 11, 1, 6, 0, tzinfo=dt.timezone.utc)
+# Another day than test_feeds.py: the session shares one sandbox, and a delivery id is (feed, date).
+LOGICAL = dt.datetime(2026, 10, 15, 6, 0, tzinfo=dt.timezone.utc)
 FEEDS = ["share_adgrid_customer_match", "share_mailwave_subscribers", "share_parcelpost_manifest",
          "share_reviewhub_reviews"]
 
