@@ -15,6 +15,10 @@ def main(argv: list[str] | None = None) -> int:
     sub = parser.add_subparsers(dest="command", required=True)
     up = sub.add_parser("up", help="start sshd, moto and the vendor API; print export lines; wait")
     up.add_argument("--state-dir", type=Path, default=Path(".state/sandbox"))
+    up.add_argument("--erasure-poll-seconds", type=float, default=1.0,
+                    help="how often file vendors answer erasure requests in the background (0: never)")
+    up.add_argument("--opendsr-delay-seconds", type=float, default=0.0,
+                    help="how long an OpenDSR request waits before the vendor processes it")
     args = parser.parse_args(argv)
 
     from sandbox import Sandbox
@@ -22,7 +26,8 @@ def main(argv: list[str] | None = None) -> int:
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())
-    with Sandbox(args.state_dir) as sb:
+    with Sandbox(args.state_dir, erasure_poll_interval=args.erasure_poll_seconds or None,
+                 opendsr_delay=args.opendsr_delay_seconds) as sb:
         for key, value in sb.airflow_env().items():
             print(f"export {key}={shlex.quote(value)}")
         print(f"# sandbox up in {sb.startup_seconds:.2f}s; state in {sb.state_dir}; Ctrl-C to stop",

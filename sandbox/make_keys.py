@@ -25,7 +25,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from vendorprivacy.crypto import generate_keypair
 
-    vendors = args.vendors or [v.vendor for v in DEFAULT_VENDORS]
+    vendors = args.vendors or list(dict.fromkeys(v.vendor for v in DEFAULT_VENDORS))
     POLICY_KEYS_DIR.mkdir(parents=True, exist_ok=True)
     SANDBOX_KEYS_DIR.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory() as tmp:

@@ -8,6 +8,10 @@ Tables:
 - ``deliveries``: one line per file / API delivery with ``status`` (loaded | rejected | receiving |
   complete | mismatch) and, for rejections, a ``reason`` (never contents).
 - ``idempotency``: the vendor API's stored answers per ``Idempotency-Key``.
+- ``erasure_batches``: erasure request files seen (sftp_ack / s3_removal_list), when first seen, and
+  whether they were answered (``received`` | ``answered`` | ``rejected``).
+- ``opendsr_requests``: OpenDSR requests received (identity values are scrubbed once processed).
+- ``erasure_outcomes``: what the vendor did per pair (outcome, matched / deleted / retained counts).
 
 File vendors (sftp/s3) receive ``*.csv.pgp`` plus ``*.csv.pgp.manifest.json``; ``ingest_*`` load a
 file once its manifest exists, after checking the ciphertext's size and sha256, decrypting with the
@@ -60,6 +64,45 @@ CREATE TABLE IF NOT EXISTS deliveries (
     received_at TEXT NOT NULL,
     updated_at TEXT NOT NULL,
     PRIMARY KEY (source, name)
+);
+CREATE TABLE IF NOT EXISTS erasure_batches (
+    channel TEXT NOT NULL,
+    batch_id TEXT NOT NULL,
+    name TEXT NOT NULL,
+    status TEXT NOT NULL,
+    reason TEXT,
+    reference TEXT,
+    request_sha256 TEXT,
+    pairs INTEGER,
+    first_seen_at TEXT NOT NULL,
+    answered_at TEXT,
+    answer TEXT,
+    PRIMARY KEY (channel, batch_id)
+);
+CREATE TABLE IF NOT EXISTS opendsr_requests (
+    subject_request_id TEXT PRIMARY KEY,
+    body_sha256 TEXT NOT NULL,
+    body TEXT NOT NULL,
+    regulation TEXT NOT NULL,
+    status TEXT NOT NULL,
+    reference TEXT NOT NULL,
+    received_at TEXT NOT NULL,
+    due_at TEXT NOT NULL,
+    expected_completion_time TEXT NOT NULL,
+    processed_at TEXT,
+    outcome TEXT
+);
+CREATE TABLE IF NOT EXISTS erasure_outcomes (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    channel TEXT NOT NULL,
+    request_ref TEXT NOT NULL,
+    pair_id TEXT NOT NULL,
+    outcome TEXT NOT NULL,
+    matched INTEGER NOT NULL,
+    deleted INTEGER NOT NULL,
+    retained INTEGER NOT NULL,
+    reason TEXT,
+    at TEXT NOT NULL
 );
 CREATE TABLE IF NOT EXISTS idempotency (
     key TEXT PRIMARY KEY,
@@ -146,6 +189,82 @@ class VendorStore:
             "updated_at = excluded.updated_at",
             (source, name, delivery_id, feed, status, reason, row_count, sha256, at, at),
         )
+
+    def add_records(self, feed: str, rows: Iterable[dict[str, Any]], *, delivery_id: str | None = None,
+                    source: str = "seed") -> str:
+        """Put rows straight into the store (tests, demos); returns the delivery id used."""
+        import uuid
+
+        delivery_id = delivery_id or f"{source}-{uuid.uuid4().hex[:12]}"
+        with self.transaction() as conn:
+            n = self.insert_rows(conn, feed=feed, delivery_id=delivery_id, source=source, rows=rows)
+            self.upsert_delivery(conn, source=source, name=delivery_id, status="loaded", delivery_id=delivery_id,
+                                 feed=feed, row_count=n)
+        return delivery_id
+
+    @staticmethod
+    def erase(conn: sqlite3.Connection, criteria: Iterable[tuple[str, Any]], *,
+              retain: Sequence[tuple[str, str]] = (), retain_all: str | None = None) -> dict[str, Any]:
+        """Really delete every held row matching any ``(column, value)``, except rows kept by a rule.
+
+        ``retain``: ``(column, legal reason)`` — a matching row holding a non-empty ``column`` is kept.
+        ``retain_all``: keep every matching row with this reason (the vendor refuses to delete).
+        Returns ``{"matched", "deleted", "retained", "reason"}`` (reasons of kept rows, de-duplicated).
+        """
+        matched: dict[int, dict] = {}
+        for column, value in criteria:
+            for r in conn.execute("SELECT id, row FROM records WHERE json_extract(row, ?) = ?",
+                                  (_json_path(column), value)):
+                matched.setdefault(r["id"], json.loads(r["row"]))
+        doomed: list[int] = []
+        reasons: list[str] = []
+        kept = 0
+        for row_id, row in matched.items():
+            reason = retain_all or next((why for col, why in retain if row.get(col) not in (None, "")), None)
+            if reason:
+                kept += 1
+                if reason not in reasons:
+                    reasons.append(reason)
+            else:
+                doomed.append(row_id)
+        conn.executemany("DELETE FROM records WHERE id = ?", [(i,) for i in doomed])
+        return {"matched": len(matched), "deleted": len(doomed), "retained": kept,
+                "reason": "; ".join(reasons) or None}
+
+    @staticmethod
+    def log_outcome(conn: sqlite3.Connection, *, channel: str, request_ref: str, pair_id: str, outcome: str,
+                    matched: int, deleted: int, retained: int, reason: str | None) -> None:
+        conn.execute(
+            "INSERT INTO erasure_outcomes (channel, request_ref, pair_id, outcome, matched, deleted, retained, "
+            "reason, at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (channel, request_ref, pair_id, outcome, matched, deleted, retained, reason, now_iso()),
+        )
+
+    def erasure_outcomes(self, pair_id: str | None = None) -> list[dict[str, Any]]:
+        """What this vendor did per pair, oldest first."""
+        sql, args = "SELECT * FROM erasure_outcomes", ()
+        if pair_id is not None:
+            sql, args = sql + " WHERE pair_id = ?", (pair_id,)
+        with self.connect() as conn:
+            return [dict(r) for r in conn.execute(sql + " ORDER BY id", args)]
+
+    def erasure_batches(self) -> list[dict[str, Any]]:
+        with self.connect() as conn:
+            return [dict(r) for r in conn.execute("SELECT * FROM erasure_batches ORDER BY first_seen_at")]
+
+    def opendsr_requests(self, subject_request_id: str | None = None) -> list[dict[str, Any]]:
+        """OpenDSR requests held (``body`` parsed; identity values scrubbed once processed)."""
+        sql, args = "SELECT * FROM opendsr_requests", ()
+        if subject_request_id is not None:
+            sql, args = sql + " WHERE subject_request_id = ?", (subject_request_id,)
+        with self.connect() as conn:
+            out = []
+            for r in conn.execute(sql + " ORDER BY received_at", args):
+                d = dict(r)
+                d["body"] = json.loads(d["body"])
+                d["outcome"] = json.loads(d["outcome"]) if d["outcome"] else None
+                out.append(d)
+            return out
 
     def delete_matching(self, column: str, value: Any) -> int:
         """Really delete every held row whose ``column`` equals ``value``; return how many."""

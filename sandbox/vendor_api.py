@@ -20,7 +20,11 @@ Test/admin endpoints (no auth; loopback only): ``GET /_admin/health``,
 the next n vendor requests get that status), ``GET /_admin/<vendor>/records``,
 ``GET /_admin/<vendor>/stats``.
 
-Adding an API (e.g. OpenDSR) = a module with an ``APIRouter(prefix="/{vendor}")`` using the
+The OpenDSR processor API (``/<vendor>/opendsr/...``, signed answers and callbacks, a background
+worker that really erases) is ``sandbox.opendsr``; it is enabled when the config has an ``opendsr``
+section (``VendorApiServer`` always writes one) and each vendor an ``erasure.processor``.
+
+Adding an API = a module with an ``APIRouter(prefix="/{vendor}")`` using the
 ``vendor_context``/``authenticated_vendor`` dependencies and ``idempotent`` helper below, listed in
 ``FEATURE_ROUTERS``.
 """
@@ -275,6 +279,14 @@ def create_app(config: dict[str, Any]):
         return stats
 
     app.include_router(admin)
+    if config.get("opendsr") is not None:  # OpenDSR processor API (sandbox.opendsr)
+        from sandbox.opendsr import OpenDsrService
+
+        service = OpenDsrService(state, config, ApiError)
+        app.state.opendsr = service
+        app.include_router(service.admin_router(vendor_context))
+        app.include_router(service.router(vendor_context, authenticated_vendor))
+        service.start()
     for router in [records, *FEATURE_ROUTERS]:
         app.include_router(router)
     return app
@@ -326,7 +338,12 @@ class VendorApiServer:
     """Runs the vendor API in a subprocess on a socket bound here (so the port is never raced)."""
 
     def __init__(self, state_dir: Path, vendors: list[str], tls: dict[str, Path], host: str = "127.0.0.1",
-                 port: int = 0) -> None:
+                 port: int = 0, *, erasure_rules: dict[str, dict] | None = None,
+                 opendsr: dict[str, Any] | None = None) -> None:
+        """``erasure_rules``: vendor -> ``ErasureRules.to_json()``; ``opendsr``: ``{"delay", "tick"}`` seconds."""
+        self.erasure_rules = dict(erasure_rules or {})
+        self.opendsr = {"delay": 0.0, "tick": 0.1, **(opendsr or {})}
+        self.processors: dict[str, dict[str, str]] = {}
         self.state_dir = Path(state_dir)
         self.dir = self.state_dir / "vendor_api"
         self.host = host
@@ -348,8 +365,17 @@ class VendorApiServer:
         self.dir.mkdir(parents=True, exist_ok=True)
         for vendor in self.tokens:
             VendorStore(store_path(self.state_dir, vendor), vendor=vendor)  # create schema up front
+        from sandbox.opendsr import make_processor_cert
+
+        for vendor in self.tokens:
+            self.processors[vendor] = make_processor_cert(vendor, self.dir / "opendsr")
         config = {
-            "vendors": {v: {"token": t, "db": str(store_path(self.state_dir, v))} for v, t in self.tokens.items()}
+            "vendors": {
+                v: {"token": t, "db": str(store_path(self.state_dir, v)),
+                    "erasure": {"rules": self.erasure_rules.get(v), "processor": self.processors[v]}}
+                for v, t in self.tokens.items()
+            },
+            "opendsr": self.opendsr,
         }
         self.config_path.write_text(json.dumps(config, indent=2))
         os.chmod(self.config_path, 0o600)
@@ -400,6 +426,26 @@ class VendorApiServer:
 
     def stats(self, vendor: str) -> dict:
         return self.admin("GET", f"/_admin/{vendor}/stats")
+
+    # -- OpenDSR (sandbox.opendsr)
+    def processor_cert(self, vendor: str) -> bytes:
+        """The vendor's OpenDSR processor certificate (PEM), as /discovery publishes it."""
+        return Path(self.processors[vendor]["cert"]).read_bytes()
+
+    def processor_domain(self, vendor: str) -> str:
+        return self.processors[vendor]["domain"]
+
+    def set_erasure_behaviour(self, vendor: str, mode: str = "normal", delay: float = 0.0,
+                              reason: str | None = None) -> dict:
+        return self.admin("POST", f"/_admin/{vendor}/erasure_behaviour",
+                          {"mode": mode, "delay": delay, "reason": reason})
+
+    def process_opendsr(self, vendor: str | None = None) -> dict:
+        """Process every due OpenDSR request now (and send its callbacks); ``{"processed": {vendor: [ids]}}``."""
+        return self.admin("POST", "/_admin/opendsr/process", {"vendor": vendor}, timeout=60)
+
+    def callbacks(self, vendor: str) -> list[dict]:
+        return self.admin("GET", f"/_admin/{vendor}/opendsr/callbacks")["callbacks"]
 
     def connection(self, vendor: str) -> dict:
         """Airflow connection (conn_type http) for one https vendor on this server."""

@@ -1,8 +1,16 @@
-"""The sandbox's vendor table (ids fixed by the register) and a small spec type."""
+"""The sandbox's vendor table (ids fixed by the register) and a small spec type.
+
+One ``VendorSpec`` per endpoint a vendor offers us: its feed transport (``role="feed"``) and, when the
+register sends erasure requests somewhere else (payflow: feed over SFTP, OpenDSR over HTTPS on
+``vendor_payflow_api``), its erasure transport (``role="erasure"``). ``DEFAULT_VENDORS`` mirrors the
+register in ``include/policy/vendors`` (``specs_from_register`` derives the same list; a test keeps them
+in step).
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 
 @dataclass(frozen=True)
@@ -18,10 +26,13 @@ class VendorSpec:
     transport: str  # "sftp" | "s3" | "https"
     conn_id: str
     location: str
+    role: str = "feed"  # "feed" | "erasure" (an endpoint only erasure requests go to)
 
     def __post_init__(self) -> None:
         if self.transport not in ("sftp", "s3", "https"):
             raise ValueError(f"{self.vendor}: unknown transport {self.transport!r}")
+        if self.role not in ("feed", "erasure"):
+            raise ValueError(f"{self.vendor}: unknown role {self.role!r}")
         if not self.vendor.isidentifier() or self.vendor.startswith("_"):
             raise ValueError(f"invalid vendor id {self.vendor!r}")
 
@@ -49,6 +60,7 @@ class VendorSpec:
 
 DEFAULT_VENDORS: list[VendorSpec] = [
     VendorSpec("payflow", "sftp", "vendor_payflow_sftp", "payflow/inbound"),
+    VendorSpec("payflow", "https", "vendor_payflow_api", "/payflow", role="erasure"),
     VendorSpec("parcelpost", "sftp", "vendor_parcelpost_sftp", "parcelpost/inbound"),
     VendorSpec("callvault", "sftp", "vendor_callvault_sftp", "callvault/inbound"),
     VendorSpec("adgrid", "s3", "vendor_adgrid_s3", "adgrid-audiences/namdar/"),
@@ -57,3 +69,23 @@ DEFAULT_VENDORS: list[VendorSpec] = [
     VendorSpec("reviewhub", "https", "vendor_reviewhub_api", "/reviewhub"),
     VendorSpec("mailwave", "https", "vendor_mailwave_api", "/mailwave"),
 ]
+
+
+def _spec(vendor_id: str, transport: Any, role: str) -> VendorSpec:
+    if transport.kind == "sftp":
+        location = transport.path
+    elif transport.kind == "s3":
+        location = f"{transport.bucket}/{transport.path.strip('/')}/" if transport.path.strip("/") else transport.bucket
+    else:
+        location = transport.path or f"/{vendor_id}"
+    return VendorSpec(vendor_id, transport.kind, transport.conn_id, location, role=role)
+
+
+def specs_from_register(register: Any) -> list[VendorSpec]:
+    """Sandbox specs for every feed transport and every separate erasure transport in a register."""
+    specs: list[VendorSpec] = []
+    for vendor in register.vendors.values():
+        specs.append(_spec(vendor.vendor, vendor.transport, "feed"))
+        if vendor.erasure.transport is not None:
+            specs.append(_spec(vendor.vendor, vendor.erasure.transport, "erasure"))
+    return specs

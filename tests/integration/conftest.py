@@ -2,6 +2,7 @@
 
 ``sandbox``: a started ``sandbox.Sandbox`` whose ``AIRFLOW_CONN_VENDOR_*`` connections are in
 ``os.environ`` (so provider hooks find them); torn down at the end of the session, even on failures.
+Its vendors also answer erasure requests (background poller every 0.2 s; ``process_erasures()``).
 Tests sharing it should use fresh delivery ids/file names (``unique``) rather than expect empty stores.
 """
 
@@ -31,7 +32,9 @@ def pytest_collection_modifyitems(config, items):
 
 @pytest.fixture(scope="session")
 def sandbox(tmp_path_factory) -> Iterator[Sandbox]:
-    sb = Sandbox(tmp_path_factory.mktemp("sandbox"))
+    # erasure_poll_interval: the file vendors' background erasure poller runs often, so tests that
+    # wait for answers without calling sandbox.process_erasures() do not wait long.
+    sb = Sandbox(tmp_path_factory.mktemp("sandbox"), erasure_poll_interval=0.2)
     try:
         sb.start()
         sb.apply_env()
@@ -138,3 +141,75 @@ def closed_port() -> int:
     from sandbox.procs import free_port
 
     return free_port()
+
+
+# ---------------------------------------------------------------------------- erasure helpers
+@pytest.fixture
+def erasure_item() -> Callable[..., Any]:
+    """``erasure_item({"email": [...]})`` -> an ``ErasureItem`` with a fresh pair id (uuid4)."""
+    from vendorprivacy.erasure.protocols import ErasureItem
+
+    def make(identifiers: dict[str, list[str]], *, regulation: str = "gdpr", request_type: str = "erasure",
+             submitted_at: datetime | None = None) -> ErasureItem:
+        return ErasureItem(pair_id=str(uuid.uuid4()), regulation=regulation, request_type=request_type,
+                           identifiers=identifiers,
+                           submitted_at=submitted_at or datetime(2026, 11, 2, 9, 30, tzinfo=timezone.utc))
+
+    return make
+
+
+@pytest.fixture
+def erasure_behaviour(sandbox) -> Iterator[Callable[..., None]]:
+    """Set a vendor's erasure fault mode for one test (reset to normal afterwards)."""
+    changed: list[str] = []
+
+    def set_behaviour(vendor: str, mode: str, **kwargs: Any) -> None:
+        changed.append(vendor)
+        sandbox.set_erasure_behaviour(vendor, mode, **kwargs)
+
+    yield set_behaviour
+    for vendor in dict.fromkeys(changed):
+        sandbox.set_erasure_behaviour(vendor, "normal")
+
+
+@dataclass
+class CallbackReceiver:
+    """A loopback HTTP server recording OpenDSR status callbacks (headers, raw body)."""
+
+    url: str
+    received: list[tuple[dict[str, str], bytes]]
+
+    def wait(self, count: int, timeout: float = 10.0) -> list[tuple[dict[str, str], bytes]]:
+        import time
+
+        deadline = time.monotonic() + timeout
+        while len(self.received) < count and time.monotonic() < deadline:
+            time.sleep(0.05)
+        return list(self.received)
+
+
+@pytest.fixture
+def callback_receiver() -> Iterator[CallbackReceiver]:
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    received: list[tuple[dict[str, str], bytes]] = []
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:  # noqa: N802 - http.server API
+            body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+            received.append((dict(self.headers.items()), body))
+            self.send_response(200)
+            self.end_headers()
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield CallbackReceiver(f"http://127.0.0.1:{server.server_port}/opendsr/callbacks", received)
+    finally:
+        server.shutdown()
+        server.server_close()
