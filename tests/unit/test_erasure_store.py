@@ -20,12 +20,14 @@ def pair(store, cipher):
                                                       "email": "a@example.com"})], today=TODAY)[0]
     at = dt.datetime.now(dt.timezone.utc).replace(tzinfo=None)
     with store.engine.begin() as conn:
-        store.record_resolution(conn, filed.request_id, resolved_ct="x", subject_keys=["k1"], at=at, suppression="1 key",
-                                detail="1 customer", pairs=[
-                                    {"vendor": "payflow", "status": "queued", "reason": "always notified",
-                                     "received_subject": True, "identifier_types": {"order_id": 2}},
-                                    {"vendor": "adgrid", "status": "not_applicable", "reason": "never received",
-                                     "received_subject": False, "identifier_types": {}}])
+        item = {"request_id": filed.request_id, "resolved_ct": "x", "subject_keys": ["k1"], "suppression": "1 key",
+                "detail": "1 customer", "pairs": [
+                    {"vendor": "payflow", "status": "queued", "reason": "always notified",
+                     "received_subject": True, "identifier_types": {"order_id": 2}},
+                    {"vendor": "adgrid", "status": "not_applicable", "reason": "never received",
+                     "received_subject": False, "identifier_types": {}}]}
+        assert store.record_resolutions(conn, [item], at=at) == [filed.request_id]
+        assert store.record_resolutions(conn, [item], at=at) == []      # resolved once: a re-run records nothing
     pairs = {p.vendor: p for p in store.pairs([filed.request_id])}
     return filed.request_id, pairs["payflow"].pair_id
 
@@ -143,3 +145,27 @@ def test_extension_once_with_notice(store, pair):
     assert all(p.due == ext.effective_due for p in store.pairs([rid]))
     with pytest.raises(ValueError, match="already extended"):
         store.extend(rid, TODAY + dt.timedelta(days=11))
+
+
+def test_transition_many_applies_answers_in_one_go_with_the_same_rules(store, pair):
+    rid, pid = pair
+    bid, _ = store.assign_batch("payflow", "run-1", [rid])
+    store.record_submission(bid, sha256="a" * 64, size=1, vendor_reference="PF-1")
+    na = next(p.pair_id for p in store.pairs([rid]) if p.vendor == "adgrid")
+    counts = store.transition_many([
+        {"pair_id": pid, "to": "acknowledged"},
+        {"pair_id": pid, "to": "acknowledged"},                        # a repeat in the same poll
+        {"pair_id": pid, "to": "retained"},                            # no reason: refused
+        {"pair_id": pid, "to": "completed", "vendor_reference": "PF-9", "evidence_sha256": "e" * 64},
+        {"pair_id": pid, "to": "acknowledged"},                        # older answer after the final one
+        {"pair_id": na, "to": "completed"},                            # not applicable: refused
+        {"pair_id": "00000000-0000-4000-8000-000000000000", "to": "completed"},
+    ], batch_id=bid)
+    assert (counts["applied"], counts["already"], counts["stale"]) == (2, 1, 1)
+    assert [why for _, why in counts["refused"]] == ["payflow: a vendor that retains data must state its legal reason",
+                                                     "adgrid: not applicable: nothing is sent to it or expected",
+                                                     "no such pair"]
+    p = store.pair(pid)
+    assert (p.status, p.vendor_reference, p.evidence_sha256) == ("completed", "PF-9", "e" * 64)
+    assert [e for e in _events(store, rid) if e[0] == "payflow"][-2:] == [
+        ("payflow", "acknowledged", "sent"), ("payflow", "completed", "acknowledged")]

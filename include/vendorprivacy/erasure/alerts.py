@@ -89,13 +89,13 @@ def deadline_check(store: st.ErasureStore, now: dt.datetime | dt.date | None = N
             alerts.append(Alert(level, p.request_id, p.ticket, p.regulation, p.request_type, p.vendor, p.status,
                                 p.due, deadlines.days_left(p.due, today)))
     if record and alerts:
-        out = []
+        rows = [store._event_row(a.request_id, a.vendor or st.REQUEST_SCOPE, f"alert_{a.level}", actor="deadline_check",
+                                 detail=a.line()) for a in alerts]
         with store.engine.begin() as conn:
-            for a in alerts:
-                new = store.add_event(conn, a.request_id, a.vendor or st.REQUEST_SCOPE, f"alert_{a.level}",
-                                      actor="deadline_check", detail=a.line())
-                out.append(Alert(**{**asdict(a), "new": new}))
-        alerts = out
+            present = store.events_present(conn, rows)
+            store.add_events_once(conn, rows)
+        alerts = [Alert(**{**asdict(a), "new": (r["request_id"], r["scope"], r["event"]) not in present})
+                  for a, r in zip(alerts, rows)]
     return sorted(alerts, key=lambda a: (LEVELS.index(a.level), a.due, a.ticket, a.vendor or ""))
 
 

@@ -33,17 +33,34 @@ def _iso(v):
 
 
 def build_report(ctx, request_id: str) -> dict:
-    store = ctx.store
-    req = store.request(request_id)
-    if req is None:
+    reports = build_reports(ctx, [request_id])
+    if request_id not in reports:
         raise KeyError(f"no request {request_id}")
-    pairs = store.pairs([request_id])
-    batches = store.batches(p.batch_id for p in pairs if p.batch_id)
-    timeline = store.timeline(request_id)
-    answered = {}
+    return reports[request_id]
+
+
+def build_reports(ctx, request_ids) -> dict[str, dict]:
+    """Every request's report, from a few bulk queries."""
+    store = ctx.store
+    reqs = store.requests(request_ids)
+    ids = [r.request_id for r in reqs]
+    pairs_by: dict[str, list] = {}
+    for p in store.pairs(ids) if ids else []:
+        pairs_by.setdefault(p.request_id, []).append(p)
+    batches = store.batches(p.batch_id for ps in pairs_by.values() for p in ps if p.batch_id)
+    timelines = store.timelines(ids)
+    generated = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
+    return {r.request_id: _report(ctx, r, pairs_by.get(r.request_id, []), batches, timelines[r.request_id], generated)
+            for r in reqs}
+
+
+def _report(ctx, req, pairs, batches, timeline, generated) -> dict:
+    answered, why = {}, {}
     for e in timeline:
         if e.scope != "request" and e.event in ("acknowledged", "completed", "not_found", "retained", "failed"):
             answered[e.scope] = e.at
+        if e.scope != "request" and e.from_status is None and e.event in ("queued", "not_applicable", "failed"):
+            why[e.scope] = e.detail
     approvals = [{"decision": e.event, "by": e.actor, "at": _iso(e.at)} for e in timeline
                  if e.scope == "request" and e.event in ("approved", "rejected")]
     vendors = []
@@ -53,7 +70,7 @@ def build_report(ctx, request_id: str) -> dict:
         vendors.append({
             "vendor": p.vendor, "name": v.name if v else p.vendor,
             "protocol": v.erasure.protocol if v else None,
-            "status": p.status, "final": p.final, "reason": p.reason,
+            "status": p.status, "final": p.final, "reason": p.reason, "why_notified": why.get(p.vendor),
             "received_subject": p.received_subject, "identifier_types": p.identifier_types or {},
             "vendor_reference": p.vendor_reference, "answer_sha256": p.evidence_sha256,
             "answered_at": _iso(answered.get(p.vendor)),
@@ -63,7 +80,7 @@ def build_report(ctx, request_id: str) -> dict:
         })
     return {
         "report_version": REPORT_VERSION,
-        "generated_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        "generated_at": generated,
         "request": {
             "request_id": req.request_id, "ticket": req.ticket, "regulation": req.regulation,
             "type": req.request_type, "source": req.source, "status": req.status,
@@ -133,15 +150,36 @@ def _write(path: Path, data: bytes) -> None:
     os.replace(tmp, path)
 
 
-def write_evidence(ctx, request_id: str) -> dict:
-    """Write <reports>/<request_id>.json and .html; when the request is complete, record the final report's checksum
-    in the timeline (once). Returns paths and checksum."""
-    report = build_report(ctx, request_id)
+def _write_one(out: Path, request_id: str, report: dict) -> str:
     data = json.dumps(report, indent=2, sort_keys=False).encode()
-    out = Path(ctx.reports_dir)
     _write(out / f"{request_id}.json", data)
     _write(out / f"{request_id}.html", render_html(report).encode())
-    sha = hashlib.sha256(data).hexdigest()
+    return hashlib.sha256(data).hexdigest()
+
+
+def write_evidence_many(ctx, request_ids) -> int:
+    """Write every request's JSON and HTML; for each complete (and purged) request, record the final report's
+    checksum in its timeline, once. Returns how many requests were written."""
+    out = Path(ctx.reports_dir)
+    final = []
+    reports = build_reports(ctx, request_ids)
+    for rid, report in reports.items():
+        sha = _write_one(out, rid, report)
+        if report["request"]["status"] == "complete" and report["request"]["identifiers_purged_at"]:
+            final.append((rid, sha))
+    if final:
+        with ctx.store.engine.begin() as conn:
+            ctx.store.add_events_once(conn, [ctx.store._event_row(rid, "request", "evidence", actor="system",
+                                                                  evidence_sha256=sha, detail=f"final report {rid}.json")
+                                             for rid, sha in final])
+    return len(reports)
+
+
+def write_evidence(ctx, request_id: str) -> dict:
+    """One request's evidence (see write_evidence_many). Returns paths and checksum."""
+    out = Path(ctx.reports_dir)
+    report = build_report(ctx, request_id)
+    sha = _write_one(out, request_id, report)
     if report["request"]["status"] == "complete" and report["request"]["identifiers_purged_at"]:
         ctx.store.record_request_event([request_id], "evidence", actor="system", evidence_sha256=sha,
                                        detail=f"final report {request_id}.json")

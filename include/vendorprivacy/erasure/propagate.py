@@ -174,22 +174,26 @@ def resolve_and_suppress(ctx: Context, request_ids: list[str], *, dry_run: bool)
 
     at = _now()
     suppressed = 0
-    with ctx.store.engine.begin() as conn:  # suppression first, and all of it at once
+    records = []
+    with ctx.store.engine.begin() as conn:  # suppression first, and all of it at once, with the pairs
+        erase_keys = [(r.ticket, subject_keys[r.request_id]) for r in todo if r.request_type == "erasure"]
+        opt_keys = [(r.ticket, subject_keys[r.request_id]) for r in todo if r.request_type == "opt_out"]
+        for ticket, keys in erase_keys:
+            suppressed += ctx.ledger.suppress(keys, "erasure", ticket, conn=conn)
+        for ticket, keys in opt_keys:
+            suppressed += ctx.ledger.record_opt_out(keys, ticket, conn=conn)
         for r in todo:
             keys = subject_keys[r.request_id]
-            note = None
-            if r.request_type == "erasure":
-                suppressed += ctx.ledger.suppress(keys, "erasure", r.ticket, conn=conn)
-                note = f"{len(keys)} subject key(s) excluded from every later feed"
-            else:
-                suppressed += ctx.ledger.record_opt_out(keys, r.ticket, conn=conn)
-                note = f"{len(keys)} subject key(s) excluded from sale/sharing (third-party) feeds"
             rs = resolved[r.request_id]
-            ctx.store.record_resolution(
-                conn, r.request_id, resolved_ct=ctx.cipher.seal(rs.to_json(), aad=r.request_id), subject_keys=keys,
-                at=at, pairs=[p.to_row() for p in plans[r.request_id]], suppression=note if keys else None,
-                detail=f"{len(rs.customer_ids)} customer record(s), {len(rs.order_ids)} order(s), "
-                       f"{len(rs.device_ids)} device(s) found in the shop")
+            note = (f"{len(keys)} subject key(s) excluded from every later feed" if r.request_type == "erasure" else
+                    f"{len(keys)} subject key(s) excluded from sale/sharing (third-party) feeds")
+            records.append({
+                "request_id": r.request_id, "resolved_ct": ctx.cipher.seal(rs.to_json(), aad=r.request_id),
+                "subject_keys": keys, "pairs": [p.to_row() for p in plans[r.request_id]],
+                "suppression": note if keys else None,
+                "detail": f"{len(rs.customer_ids)} customer record(s), {len(rs.order_ids)} order(s), "
+                          f"{len(rs.device_ids)} device(s) found in the shop"})
+        ctx.store.record_resolutions(conn, records, at=at)
     completed = ctx.store.refresh_status(r.request_id for r in todo)
     summary["suppressed_keys"] = suppressed
     summary["completed_without_vendors"] = len(completed)
@@ -272,18 +276,19 @@ def poll_vendor(ctx: Context, vendor: str, batch_ids: list[str]) -> dict:
             continue
         known = {p.pair_id for p in pairs} | {p.pair_id for p in ctx.store.pairs(batch_ids=[bid])}
         outcomes = ctx.protocol(vendor).poll(bid, _items(ctx, vendor, b, pairs))
+        changes = []
         for o in outcomes:
             if o.pair_id not in known:
                 counts["unknown_pair"] += 1
                 log.warning("vendor %s answered for pair %s, which is not in batch %s: ignored", vendor, o.pair_id, bid)
                 continue
-            try:
-                counts[ctx.store.transition(o.pair_id, o.status, at=o.at, evidence_sha256=o.evidence_sha256,
-                                            reason=o.reason, vendor_reference=o.vendor_reference, actor=vendor,
-                                            batch_id=bid)] += 1
-            except st.IllegalTransition as e:
-                counts["refused"] += 1
-                log.warning("vendor %s: answer refused: %s", vendor, e)
+            changes.append({"pair_id": o.pair_id, "to": o.status, "at": o.at, "evidence_sha256": o.evidence_sha256,
+                            "reason": o.reason, "vendor_reference": o.vendor_reference, "actor": vendor})
+        result = ctx.store.transition_many(changes, batch_id=bid)
+        for pid, why in result.pop("refused"):
+            counts["refused"] += 1
+            log.warning("vendor %s: answer for pair %s refused: %s", vendor, pid, why)
+        counts.update({k: v for k, v in result.items() if v})
     still_open = len(ctx.store.pairs(batch_ids=list(batches), statuses=[st.SENT, st.ACKNOWLEDGED]))
     queued = len(ctx.store.pairs(batch_ids=list(batches), statuses=[st.QUEUED]))
     return {"vendor": vendor, "open": still_open, "unsent": queued, **{k: v for k, v in counts.items()}}
@@ -299,21 +304,15 @@ def record_approval(ctx: Context, request_ids: list[str], *, approved: bool, by:
 
 # ------------------------------------------------------------------------------------------- finish
 def finish(ctx: Context, request_ids: list[str]) -> dict:
-    """Complete what is complete, write every request's evidence, purge identifiers of complete requests."""
-    from .evidence import write_evidence
+    """Complete what is complete, purge the identifiers of complete requests, write every request's evidence."""
+    from .evidence import write_evidence_many
 
     newly = ctx.store.refresh_status(request_ids)
+    purged = ctx.store.purge_identifiers_many(request_ids)
+    written = write_evidence_many(ctx, request_ids)
     reqs = ctx.store.requests(request_ids)
-    written, purged = 0, 0
-    for r in reqs:
-        write_evidence(ctx, r.request_id)
-        written += 1
-        if r.status == st.COMPLETE and r.purged_at is None:
-            purged += int(ctx.store.purge_identifiers(r.request_id))
-            write_evidence(ctx, r.request_id)  # the final report shows the purge too
     statuses = Counter(p.status for p in ctx.store.pairs(request_ids))
-    return {"requests": len(reqs), "completed_now": len(newly),
-            "complete": sum(r.status == st.COMPLETE for r in ctx.store.requests(request_ids)),
+    return {"requests": len(reqs), "completed_now": len(newly), "complete": sum(r.status == st.COMPLETE for r in reqs),
             "evidence_written": written, "identifiers_purged": purged, "pairs": dict(sorted(statuses.items())),
             "reports_dir": str(ctx.reports_dir)}
 

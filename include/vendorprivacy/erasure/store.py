@@ -162,9 +162,36 @@ class ErasureStore:
             return False
         return True
 
+    @staticmethod
+    def events_present(conn, rows: list[dict]) -> set[tuple]:
+        """Which (request_id, scope, event) of these rows are already in the timeline."""
+        ev = t.erasure_events.c
+        ids = sorted({r["request_id"] for r in rows})
+        names = sorted({r["event"] for r in rows})
+        present: set[tuple] = set()
+        for i in range(0, len(ids), 500):
+            present |= {tuple(x) for x in conn.execute(sa.select(ev.request_id, ev.scope, ev.event).where(
+                ev.request_id.in_(ids[i:i + 500]), ev.event.in_(names)))}
+        return present
+
+    def add_events_once(self, conn, rows: list[dict]) -> int:
+        """Append many events (rows from _event_row), skipping any already in the timeline; returns how many."""
+        if not rows:
+            return 0
+        present = self.events_present(conn, rows)
+        new, seen = [], set()
+        for r in rows:
+            key = (r["request_id"], r["scope"], r["event"])
+            if key not in present and key not in seen:
+                seen.add(key)
+                new.append(r)
+        for i in range(0, len(new), 1000):
+            conn.execute(t.erasure_events.insert(), new[i:i + 1000])
+        return len(new)
+
     def record_request_event(self, request_ids: Iterable[str], event: str, **kw) -> int:
         with self.engine.begin() as conn:
-            return sum(self.add_event(conn, r, REQUEST_SCOPE, event, **kw) for r in request_ids)
+            return self.add_events_once(conn, [self._event_row(r, REQUEST_SCOPE, event, **kw) for r in request_ids])
 
     def timeline(self, request_id: str) -> list[Event]:
         ev = t.erasure_events.c
@@ -273,27 +300,47 @@ class ErasureStore:
                     out[rid] = (a, b, k)
         return out
 
-    def record_resolution(self, conn, request_id: str, *, resolved_ct: str, subject_keys: list[str],
-                          at: dt.datetime, pairs: list[dict], suppression: str | None, detail: str) -> None:
-        """Inside the caller's transaction (which also holds the suppression): the resolution, the pairs, events.
-        `suppression` describes what was suppressed (None: nothing)."""
+    def record_resolutions(self, conn, resolutions: list[dict], *, at: dt.datetime) -> list[str]:
+        """Inside the caller's transaction (which also holds the suppression): each request's resolution, its
+        pairs and their events, in a few bulk statements. Each item: request_id, resolved_ct, subject_keys,
+        pairs [{vendor, status, reason, received_subject, identifier_types}], suppression (text or None),
+        detail. Only requests still 'filed' are recorded (a concurrent or earlier run's resolution wins);
+        returns the ids recorded."""
         c = t.erasure_requests.c
-        conn.execute(t.erasure_requests.update().where(c.request_id == request_id).values(
-            resolved_ct=resolved_ct, subject_keys=subject_keys, status=IN_PROGRESS, resolved_at=at,
-            suppressed_at=at if suppression else None))
-        self.add_event(conn, request_id, REQUEST_SCOPE, "resolved", at=at, actor="system", detail=detail)
-        if suppression:
-            self.add_event(conn, request_id, REQUEST_SCOPE, "suppressed", at=at, actor="system", detail=suppression)
-        present = {r[0] for r in conn.execute(sa.select(t.erasure_pairs.c.vendor).where(
-            t.erasure_pairs.c.request_id == request_id))}
-        for p in pairs:
-            if p["vendor"] in present:
+        done: list[str] = []
+        pair_rows: list[dict] = []
+        events: list[dict] = []
+        for item in resolutions:
+            rid = item["request_id"]
+            res = conn.execute(t.erasure_requests.update().where(c.request_id == rid, c.status == FILED).values(
+                resolved_ct=item["resolved_ct"], subject_keys=item["subject_keys"], status=IN_PROGRESS, resolved_at=at,
+                suppressed_at=at if item["suppression"] else None))
+            if res.rowcount != 1:
                 continue
-            conn.execute(t.erasure_pairs.insert().values(
-                pair_id=new_pair_id(), request_id=request_id, vendor=p["vendor"],
-                status=p["status"], reason=None if p["status"] == QUEUED else p.get("reason"), received_subject=p["received_subject"],
-                identifier_types=p.get("identifier_types"), created_at=at, updated_at=at))
-            self.add_event(conn, request_id, p["vendor"], p["status"], at=at, actor="system", detail=p.get("reason"))
+            done.append(rid)
+            events.append(self._event_row(rid, REQUEST_SCOPE, "resolved", at=at, actor="system", detail=item["detail"]))
+            if item["suppression"]:
+                events.append(self._event_row(rid, REQUEST_SCOPE, "suppressed", at=at, actor="system",
+                                              detail=item["suppression"]))
+            for p in item["pairs"]:
+                pair_rows.append({"pair_id": new_pair_id(), "request_id": rid, "vendor": p["vendor"], "status": p["status"],
+                                  "reason": None if p["status"] == QUEUED else p.get("reason"),
+                                  "received_subject": p["received_subject"], "batch_id": None,
+                                  "identifier_types": p.get("identifier_types"), "vendor_reference": None,
+                                  "evidence_sha256": None, "created_at": at, "updated_at": at})
+                events.append(self._event_row(rid, p["vendor"], p["status"], at=at, actor="system", detail=p.get("reason")))
+        for i in range(0, len(pair_rows), 1000):
+            conn.execute(t.erasure_pairs.insert(), pair_rows[i:i + 1000])
+        for i in range(0, len(events), 1000):
+            conn.execute(t.erasure_events.insert(), events[i:i + 1000])
+        return done
+
+    @staticmethod
+    def _event_row(request_id: str, scope: str, event: str, *, from_status: str | None = None,
+                   at: dt.datetime | None = None, evidence_sha256: str | None = None, actor: str | None = None,
+                   detail: str | None = None) -> dict:
+        return {"request_id": request_id, "scope": scope, "event": event, "from_status": from_status, "at": _naive(at),
+                "evidence_sha256": evidence_sha256, "actor": actor, "detail": detail}
 
     def extend(self, request_id: str, noticed_on: dt.date, *, actor: str | None = None) -> RequestView:
         """Use the one extension the law allows (notice given to the subject on `noticed_on`)."""
@@ -356,10 +403,6 @@ class ErasureStore:
         """Move a pair to `to`. Returns 'applied', 'already' (same status: a repeat) or 'stale' (an older answer
         after a newer one). Raises IllegalTransition for anything else (backwards, skipping sent, contradicting
         a final answer, retained without a reason)."""
-        if to not in PAIR_STATUSES:
-            raise IllegalTransition(f"unknown pair status '{to}'")
-        if to == RETAINED and not (reason and reason.strip()):
-            raise IllegalTransition("a vendor that retains data must state its legal reason")
         if conn is None:
             with self.engine.begin() as c:
                 return self.transition(pair_id, to, at=at, evidence_sha256=evidence_sha256, reason=reason,
@@ -372,17 +415,11 @@ class ErasureStore:
         if row is None:
             raise IllegalTransition(f"no pair {pair_id}")
         cur, request_id, vendor, cur_batch = row
-        if batch_id is not None and cur_batch is not None and cur_batch != batch_id:
-            raise IllegalTransition(f"pair {pair_id} ({vendor}) belongs to batch {cur_batch}, not {batch_id}")
-        if cur == to:
-            return "already"
-        if cur == NOT_APPLICABLE:
-            raise IllegalTransition(f"pair {pair_id} ({vendor}) is not applicable: nothing is sent to it or expected")
-        if to not in ALLOWED.get(cur, frozenset()):
-            if _RANK[to] < _RANK[cur] and to not in FINAL:
-                return "stale"
-            raise IllegalTransition(f"pair {pair_id} ({vendor}): {cur} -> {to} is not allowed"
-                                    + (" (only an answer to a sent pair moves it on)" if cur == QUEUED else ""))
+        verdict = self._judge(cur, to, reason, batch_id, cur_batch)
+        if verdict in ("already", "stale"):
+            return verdict
+        if verdict != "ok":
+            raise IllegalTransition(f"pair {pair_id} ({vendor}): {verdict}")
         when = _naive(at)
         values: dict = {"status": to, "updated_at": _now()}
         if reason is not None:
@@ -397,6 +434,84 @@ class ErasureStore:
         self.add_event(conn, request_id, vendor, to, from_status=cur, at=when, evidence_sha256=evidence_sha256,
                        actor=actor or vendor, detail=reason)
         return "applied"
+
+    def transition_many(self, changes: list[dict], *, batch_id: str | None = None) -> dict:
+        """Apply many answers in ONE transaction (the hot path of submissions and polls). Each change: pair_id, to,
+        and optionally at, evidence_sha256, reason, vendor_reference, actor. Same rules as `transition`; an
+        illegal change is not applied and is reported in 'refused' (pair id and why), never raised."""
+        counts = {"applied": 0, "already": 0, "stale": 0, "refused": []}
+        if not changes:
+            return counts
+        p = t.erasure_pairs.c
+        ids = sorted({ch["pair_id"] for ch in changes})
+        with self.engine.begin() as conn:
+            current: dict[str, list] = {}
+            for i in range(0, len(ids), 500):
+                q = sa.select(p.pair_id, p.status, p.request_id, p.vendor, p.batch_id).where(p.pair_id.in_(ids[i:i + 500]))
+                if conn.dialect.name == "postgresql":
+                    q = q.with_for_update()
+                for pid, status, rid, vendor, b in conn.execute(q):
+                    current[pid] = [status, rid, vendor, b]
+            start_status = {pid: v[0] for pid, v in current.items()}
+            final_values: dict[str, dict] = {}
+            events: list[dict] = []
+            for ch in changes:
+                pid, to = ch["pair_id"], ch["to"]
+                if pid not in current:
+                    counts["refused"].append((pid, "no such pair"))
+                    continue
+                cur, rid, vendor, cur_batch = current[pid]
+                verdict = self._judge(cur, to, ch.get("reason"), batch_id, cur_batch)
+                if verdict in ("already", "stale"):
+                    counts[verdict] += 1
+                    continue
+                if verdict != "ok":
+                    counts["refused"].append((pid, f"{vendor}: {verdict}"))
+                    continue
+                current[pid][0] = to
+                vals = final_values.setdefault(pid, {})
+                vals["status"] = to
+                for key in ("reason", "vendor_reference", "evidence_sha256"):
+                    if ch.get(key):
+                        vals[key] = ch[key][:{"reason": 2000, "vendor_reference": 200}.get(key, 64)]
+                events.append(self._event_row(rid, vendor, to, from_status=cur, at=ch.get("at"),
+                                              evidence_sha256=ch.get("evidence_sha256"),
+                                              actor=ch.get("actor") or vendor, detail=ch.get("reason")))
+                counts["applied"] += 1
+            now = _now()
+            rows = [{"_pid": pid, "_from": start_status[pid], "_to": vals["status"], "_reason": vals.get("reason"),
+                     "_ref": vals.get("vendor_reference"), "_ev": vals.get("evidence_sha256"), "_now": now}
+                    for pid, vals in final_values.items()]
+            stmt = (t.erasure_pairs.update()
+                    .where(p.pair_id == sa.bindparam("_pid"), p.status == sa.bindparam("_from"))
+                    .values(status=sa.bindparam("_to"), updated_at=sa.bindparam("_now"),
+                            reason=sa.func.coalesce(sa.bindparam("_reason", type_=sa.Text), p.reason),
+                            vendor_reference=sa.func.coalesce(sa.bindparam("_ref", type_=sa.String), p.vendor_reference),
+                            evidence_sha256=sa.func.coalesce(sa.bindparam("_ev", type_=sa.String), p.evidence_sha256)))
+            for i in range(0, len(rows), 1000):   # rows are locked (PostgreSQL FOR UPDATE; SQLite: one writer)
+                conn.execute(stmt, rows[i:i + 1000])
+            for i in range(0, len(events), 1000):
+                conn.execute(t.erasure_events.insert(), events[i:i + 1000])
+        return counts
+
+    @staticmethod
+    def _judge(cur: str, to: str, reason: str | None, batch_id: str | None, cur_batch: str | None) -> str:
+        """'ok', 'already', 'stale', or why the change is illegal (the rules of `transition`)."""
+        if to not in PAIR_STATUSES:
+            return f"unknown pair status '{to}'"
+        if to == RETAINED and not (reason and reason.strip()):
+            return "a vendor that retains data must state its legal reason"
+        if batch_id is not None and cur_batch is not None and cur_batch != batch_id:
+            return f"the pair belongs to batch {cur_batch}, not {batch_id}"
+        if cur == to:
+            return "already"
+        if cur == NOT_APPLICABLE:
+            return "not applicable: nothing is sent to it or expected"
+        if to not in ALLOWED.get(cur, frozenset()):
+            if _RANK[to] < _RANK[cur] and to not in FINAL:
+                return "stale"
+            return f"{cur} -> {to} is not allowed" + (" (only an answer to a sent pair moves it on)" if cur == QUEUED else "")
+        return "ok"
 
     # ------------------------------------------------------------------ batches
     def assign_batch(self, vendor: str, run_id: str, request_ids: list[str]) -> tuple[str | None, int]:
@@ -455,16 +570,16 @@ class ErasureStore:
                           at: dt.datetime | None = None) -> dict:
         """The vendor has the batch: the batch is 'submitted' and its queued pairs are 'sent' (one transaction)."""
         when = _naive(at)
-        counts = {"applied": 0, "already": 0, "stale": 0}
         b = t.erasure_batches.c
         with self.engine.begin() as conn:
             conn.execute(t.erasure_batches.update().where(b.batch_id == batch_id, b.status == "planned").values(
                 status="submitted", submitted_at=when, sha256=sha256, bytes=size, vendor_reference=vendor_reference))
             pair_ids = [r[0] for r in conn.execute(sa.select(t.erasure_pairs.c.pair_id).where(
                 t.erasure_pairs.c.batch_id == batch_id))]
-            for pid in pair_ids:
-                counts[self.transition(pid, SENT, at=when, evidence_sha256=sha256, vendor_reference=vendor_reference,
-                                       actor="system", batch_id=batch_id, conn=conn)] += 1
+        counts = self.transition_many([{"pair_id": pid, "to": SENT, "at": when, "evidence_sha256": sha256,
+                                        "vendor_reference": vendor_reference, "actor": "system"} for pid in pair_ids],
+                                      batch_id=batch_id)
+        counts.pop("refused")
         return counts
 
     # ------------------------------------------------------------------ completion, retention
@@ -475,15 +590,20 @@ class ErasureStore:
         for pv in self.pairs(request_ids):
             by_req.setdefault(pv.request_id, []).append(pv)
         c = t.erasure_requests.c
+        ready = {rid: len(ps) for rid, ps in by_req.items() if ps and all(x.final for x in ps)}
         with self.engine.begin() as conn:
-            for rid, ps in by_req.items():
-                if ps and all(x.final for x in ps):
-                    res = conn.execute(t.erasure_requests.update().where(c.request_id == rid, c.status == IN_PROGRESS)
-                                       .values(status=COMPLETE, completed_at=_now()))
-                    if res.rowcount:
-                        self.add_event(conn, rid, REQUEST_SCOPE, "complete", actor="system",
-                                       detail=f"all {len(ps)} vendor pair(s) final")
-                        done.append(rid)
+            ids = sorted(ready)
+            for i in range(0, len(ids), 500):
+                part = [r[0] for r in conn.execute(sa.select(c.request_id).where(
+                    c.request_id.in_(ids[i:i + 500]), c.status == IN_PROGRESS))]
+                if not part:
+                    continue
+                now = _now()
+                conn.execute(t.erasure_requests.update().where(c.request_id.in_(part), c.status == IN_PROGRESS)
+                             .values(status=COMPLETE, completed_at=now))
+                self.add_events_once(conn, [self._event_row(rid, REQUEST_SCOPE, "complete", at=now, actor="system",
+                                                            detail=f"all {ready[rid]} vendor pair(s) final") for rid in part])
+                done += part
         return done
 
     def purge_identifiers(self, request_id: str) -> bool:
@@ -497,6 +617,37 @@ class ErasureStore:
                 self.add_event(conn, request_id, REQUEST_SCOPE, "identifiers_purged", actor="system",
                                detail="the subject's encrypted identifiers were deleted from the ledger")
             return bool(res.rowcount)
+
+    def purge_identifiers_many(self, request_ids: Iterable[str]) -> int:
+        """purge_identifiers for many complete requests in one transaction; returns how many were purged."""
+        c = t.erasure_requests.c
+        ids = sorted(set(request_ids))
+        n = 0
+        with self.engine.begin() as conn:
+            for i in range(0, len(ids), 500):
+                part = [r[0] for r in conn.execute(sa.select(c.request_id).where(
+                    c.request_id.in_(ids[i:i + 500]), c.status == COMPLETE, c.purged_at.is_(None)))]
+                if not part:
+                    continue
+                now = _now()
+                conn.execute(t.erasure_requests.update().where(c.request_id.in_(part), c.purged_at.is_(None)).values(
+                    identity_ct=None, resolved_ct=None, email_lookup=None, phone_lookup=None, purged_at=now))
+                conn.execute(t.erasure_events.insert(), [self._event_row(
+                    rid, REQUEST_SCOPE, "identifiers_purged", at=now, actor="system",
+                    detail="the subject's encrypted identifiers were deleted from the ledger") for rid in part])
+                n += len(part)
+        return n
+
+    def timelines(self, request_ids: Iterable[str]) -> dict[str, list[Event]]:
+        ev = t.erasure_events.c
+        ids = sorted(set(request_ids))
+        out: dict[str, list[Event]] = {i: [] for i in ids}
+        with self.engine.connect() as conn:
+            for i in range(0, len(ids), 500):
+                for r in conn.execute(sa.select(t.erasure_events).where(ev.request_id.in_(ids[i:i + 500]))
+                                      .order_by(ev.at, ev.event_id)).mappings():
+                    out[r["request_id"]].append(Event(**{k: r[k] for k in Event.__dataclass_fields__}))
+        return out
 
     def purge_expired(self, now: dt.datetime | None = None, months: int = 24) -> int:
         """Delete request records (request, pairs, timeline) completed more than `months` ago (CCPA §7101 keeps
