@@ -37,4 +37,14 @@ class Keys:
         return hmac.new(self.subject_key, f"customer:{customer_id}".encode(), hashlib.sha256).hexdigest()
 
     def subject_keys(self, customer_ids: pa.Array) -> pa.Array:
-        return pa.array([self.subject_key_of(i) for i in customer_ids.to_pylist()], pa.string())
+        """subject_key_of for an array of ids (null stays null), vectorised: the messages are built with Arrow
+        kernels and hashed with the padded key states prepared once (normalise.hmac_array)."""
+        import pyarrow.compute as pc
+
+        from .minimise.normalise import hmac_array
+
+        if isinstance(customer_ids, pa.ChunkedArray):
+            customer_ids = customer_ids.combine_chunks()
+        ids = customer_ids if pa.types.is_integer(customer_ids.type) else pc.cast(customer_ids, pa.int64())
+        messages = pc.binary_join_element_wise("customer:", pc.cast(ids, pa.string()), "")
+        return hmac_array(self.subject_key, messages)

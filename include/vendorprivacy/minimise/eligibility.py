@@ -34,3 +34,16 @@ def eligible_ids_query(feed: FeedSpec, run_date: date) -> tuple[str, dict]:
     sql = f"SELECT c.customer_id FROM customers c LEFT JOIN consents k ON k.customer_id = c.customer_id WHERE {where}"
     params = {"born_by_13": born_by(run_date, 13), "born_by_16": born_by(run_date, 16), "true": True, "false": False}
     return sql, {k: v for k, v in params.items() if f":{k}" in sql}
+
+
+def eligible_among_query(feed: FeedSpec, run_date: date, dialect: str) -> tuple[str, dict, str] | None:
+    """The eligibility query restricted to a list of candidate ids, for feeds that extract a few rows (one
+    day's orders) out of many customers: (sql, params, name of the ids parameter), or None when the dialect
+    has no list parameter (then use eligible_ids_query for every customer). SQLite takes the ids as one
+    JSON text (it caps bound variables), PostgreSQL as an array."""
+    sql, params = eligible_ids_query(feed, run_date)
+    if dialect == "sqlite":
+        return sql + " AND c.customer_id IN (SELECT value FROM json_each(:candidate_ids))", params, "candidate_ids"
+    if dialect == "postgresql":
+        return sql + " AND c.customer_id = ANY(:candidate_ids)", params, "candidate_ids"
+    return None
