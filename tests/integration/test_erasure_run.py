@@ -244,3 +244,66 @@ def test_airflow_kept_no_personal_data(propagated, subject):
     c = subject["row"]
     assert stored and n.email(c["email"]) not in stored and c["last_name"].lower() not in stored
     assert n.phone_e164(c["phone"], c["phone_country"]) not in stored
+
+
+@pytest.fixture
+def callback_server(world, monkeypatch):
+    """The Airflow plugin's callback receiver (plugins/erasure_callbacks.py) served by uvicorn on loopback."""
+    import importlib.util
+    import threading
+    import time
+
+    import uvicorn
+
+    from sandbox.procs import free_port
+    from tests.conftest import ROOT
+    from vendorprivacy.erasure import callbacks
+
+    spec = importlib.util.spec_from_file_location("erasure_callbacks_plugin", ROOT / "plugins" / "erasure_callbacks.py")
+    plugin = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(plugin)
+    from fastapi import FastAPI
+
+    api = FastAPI()                      # mounted as the Airflow API server mounts plugin apps (init_plugins)
+    [entry] = plugin.ErasureCallbacksPlugin.fastapi_apps
+    api.mount(entry["url_prefix"], entry["app"])
+    port = free_port()
+    server = uvicorn.Server(uvicorn.Config(api, host="127.0.0.1", port=port, log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    while not server.started:
+        time.sleep(0.05)
+    monkeypatch.setenv(callbacks.BASE_URL_ENV, f"http://127.0.0.1:{port}")
+    yield f"http://127.0.0.1:{port}"
+    server.should_exit = True
+    thread.join(timeout=5)
+
+
+def test_signed_status_callbacks_from_the_processors_are_accepted(propagated, world, sandbox, callback_server):
+    import time
+
+    from vendorprivacy.cli import main as cli
+    from vendorprivacy.erasure import propagate
+
+    other = _sql(world["shop"], "SELECT email FROM customers ORDER BY customer_id DESC LIMIT 1")[0]["email"].strip()
+    ledger_url = f"sqlite:///{world['state'] / 'ledger.db'}"
+    assert cli(["erasure", "file", "--ledger", ledger_url, "--ticket", "T-CB", "--regulation", "gdpr",
+                "--type", "erasure", "--email", other]) == 0
+    ctx = propagate.context_from_settings()
+    assert ctx.callback_base_url == callback_server
+    sel = propagate.select_requests(ctx, "T-CB")                              # send, and never poll
+    propagate.resolve_and_suppress(ctx, sel["request_ids"], dry_run=False)
+    for batch in propagate.plan_batches(ctx, "callbacks-1", sel["request_ids"]):
+        propagate.submit_vendor(ctx, batch["vendor"], batch["batches"])
+    store = _store(world)
+    [req] = store.requests(tickets=["T-CB"])
+    opendsr = {v for v in REGISTER.vendors if REGISTER.vendor(v).erasure.protocol == "opendsr"}
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:     # nobody polls now: only the processors' callbacks can move the pairs
+        pairs = {p.vendor: p for p in store.pairs([req.request_id]) if p.vendor in opendsr}
+        if all(p.final for p in pairs.values()):
+            break
+        time.sleep(0.2)
+    assert all(p.final for p in pairs.values()), {v: p.status for v, p in pairs.items()}
+    by_callback = {e.scope for e in store.timeline(req.request_id) if e.actor and e.actor.endswith("(callback)")}
+    assert by_callback == opendsr

@@ -50,6 +50,7 @@ class Context:
     reports_dir: Path
     protocol_factory: Callable[[Vendor], object] | None = None
     protocol_options: dict = field(default_factory=dict)
+    callback_base_url: str | None = None     # OpenDSR processors call back here (plugins/erasure_callbacks.py)
     _protocols: dict = field(default_factory=dict, repr=False)
 
     @property
@@ -62,7 +63,12 @@ class Context:
             if self.protocol_factory is not None:
                 self._protocols[vendor_id] = self.protocol_factory(vendor)
             else:
-                self._protocols[vendor_id] = contract().protocol_for(vendor, **self.protocol_options)
+                options = dict(self.protocol_options)
+                if self.callback_base_url and vendor.erasure.protocol == "opendsr":
+                    from .callbacks import callback_url
+
+                    options["callback_urls"] = [callback_url(self.callback_base_url, vendor_id)]
+                self._protocols[vendor_id] = contract().protocol_for(vendor, **options)
         return self._protocols[vendor_id]
 
 
@@ -74,9 +80,12 @@ def context_from_settings(protocol_factory=None, **protocol_options) -> Context:
     from .evidence import reports_dir
     from .identity import identity_cipher
 
+    from .callbacks import base_url
+
     return Context(store=st.ErasureStore(settings.ledger()), shop_url=settings.shop_url(), keys=settings.keys(),
                    cipher=identity_cipher(), register=load_register(), notice=load_notice(),
-                   reports_dir=reports_dir(), protocol_factory=protocol_factory, protocol_options=protocol_options)
+                   reports_dir=reports_dir(), protocol_factory=protocol_factory, protocol_options=protocol_options,
+                   callback_base_url=base_url())
 
 
 def _now() -> dt.datetime:
