@@ -307,3 +307,29 @@ def test_signed_status_callbacks_from_the_processors_are_accepted(propagated, wo
     assert all(p.final for p in pairs.values()), {v: p.status for v, p in pairs.items()}
     by_callback = {e.scope for e in store.timeline(req.request_id) if e.actor and e.actor.endswith("(callback)")}
     assert by_callback == opendsr
+
+
+def test_a_vendor_that_never_answers_ends_overdue_with_an_alert(propagated, world, sandbox):
+    from vendorprivacy.cli import main as cli
+    from vendorprivacy.erasure import alerts, propagate
+
+    email = _sql(world["shop"], "SELECT email FROM customers ORDER BY customer_id DESC LIMIT 1 OFFSET 1")[0]["email"]
+    ledger_url = f"sqlite:///{world['state'] / 'ledger.db'}"
+    assert cli(["erasure", "file", "--ledger", ledger_url, "--ticket", "T-NEVER", "--regulation", "ccpa",
+                "--type", "erasure", "--email", email.strip(), "--received", "2026-11-02"]) == 0
+    sandbox.set_erasure_behaviour("mailwave", "never")
+    try:
+        result = propagate.run_once(propagate.context_from_settings(), "T-NEVER", run_id="never-1", wait_seconds=15,
+                                    poll_every=0.5)
+    finally:
+        sandbox.set_erasure_behaviour("mailwave", "normal")
+    store = _store(world)
+    [req] = store.requests(tickets=["T-NEVER"])
+    pairs = {p.vendor: p for p in store.pairs([req.request_id])}
+    assert pairs["mailwave"].status in ("sent", "acknowledged") and req.status == "in_progress"
+    assert all(p.final for v, p in pairs.items() if v != "mailwave")
+    assert result["finish"]["complete"] == 0
+    found = alerts.deadline_check(store, req.effective_due + dt.timedelta(days=1), register=REGISTER)
+    mine = [a for a in found if a.ticket == "T-NEVER"]
+    assert [(a.level, a.vendor, a.new) for a in mine] == [("overdue", "mailwave", True)]
+    assert any(e.event == "alert_overdue" and e.scope == "mailwave" for e in store.timeline(req.request_id))

@@ -13,5 +13,6 @@ Modules (import what you need; nothing heavy is imported here, so DAG parsing st
   propagate    the run's steps: select, resolve & suppress, plan, submit, poll, finish (used by the DAG)
   evidence     per-request JSON and HTML reports, PII-free
   alerts       deadline_check (the DAG and the nightly audit) and the Airflow deadline callback
+  callbacks    signed OpenDSR status callbacks (served by plugins/erasure_callbacks.py)
   protocols    vendor protocol clients (sftp_ack, opendsr, s3_removal_list), maintained separately
 """
