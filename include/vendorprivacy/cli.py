@@ -9,6 +9,11 @@
   vendorprivacy erasure list|show      requests and each vendor's status
   vendorprivacy erasure run            propagate without Airflow (the erasure_propagation DAG does the same)
   vendorprivacy erasure deadlines      requests and vendors at risk of missing their legal due date
+  vendorprivacy audit run              the nightly minimisation audit without Airflow (report + JSON)
+  vendorprivacy audit disclosure       one person's right-to-know report (categories shared, never data)
+  vendorprivacy audit data-map         the register-wide record of processing (CSV + HTML)
+  vendorprivacy audit accept-column    a reviewed source column stops being reported as schema drift
+  vendorprivacy audit screenshot       render a report in headless Chromium; check its charts are drawn
 """
 from __future__ import annotations
 
@@ -283,6 +288,140 @@ def _erasure_parser(sub) -> None:
     pg.add_argument("--months", type=int, default=24)
 
 
+# ---------------------------------------------------------------------------------------------- audit
+def _audit_ledger(url: str):
+    from .audit import tables
+    from .ledger import Ledger
+
+    led = Ledger(url)
+    led.migrate()
+    tables.migrate(led.engine)
+    return led
+
+
+def _audit_run(args) -> int:
+    import datetime as dt
+    import json
+
+    from .audit.context import AuditContext, reports_root
+    from .audit.run import run_audit
+    from .orchestration.settings import keys
+    from .policy import load_notice, load_register
+
+    ctx = AuditContext(register=load_register(), notice=load_notice(), ledger=_audit_ledger(args.ledger),
+                       shop_url=args.shop, keys=keys(), day=dt.date.fromisoformat(args.day) if args.day else
+                       dt.datetime.now(dt.timezone.utc).date(), reports_dir=args.reports or reports_root(),
+                       lookback_days=args.lookback_days, verify_copies=not args.no_verify_copies,
+                       send_removals=not args.no_removals, margin_days=args.margin_days,
+                       record_alerts=not args.no_record)
+    summary = run_audit(ctx)
+    print(json.dumps(summary, indent=2))
+    return 1 if summary["counts"]["critical"] else 0
+
+
+def _audit_disclosure(args) -> int:
+    import datetime as dt
+
+    from .audit import disclosure
+    from .audit.context import reports_root
+    from .orchestration.settings import keys
+    from .policy import load_notice, load_register
+
+    try:
+        subject = disclosure.subject_keys(args.shop, keys(), email=args.email, phone=args.phone, country=args.country)
+        report = disclosure.build(_audit_ledger(args.ledger), load_register(), load_notice(), subject,
+                                  ticket=args.ticket, today=dt.date.fromisoformat(args.day) if args.day else
+                                  dt.datetime.now(dt.timezone.utc).date(), months=args.months)
+    except disclosure.DisclosureError as e:
+        print(f"no report: {e}", file=sys.stderr)
+        return 2
+    paths = disclosure.write(report, (args.reports or reports_root()) / "disclosure")
+    print(f"{args.ticket}: {report['customer_records_found']} customer record(s) found; "
+          f"{len(report['recipient_categories'])} recipient categor(ies) in {report['period']['from']}..{report['period']['to']}")
+    for r in report["recipient_categories"]:
+        print(f"  {r['title']}: {len(r['categories'])} data categor(ies), {r['deliveries']} disclosure(s)")
+    print(f"report: {paths['html']} (JSON: {paths['json']})")
+    return 0
+
+
+def _audit_data_map(args) -> int:
+    from .audit.context import reports_root
+    from .audit.datamap import write_data_map
+    from .policy import load_notice, load_register
+
+    paths = write_data_map(load_register(), load_notice(), args.out or reports_root() / "audit")
+    print(f"data map: {paths['data_map_html']} and {paths['data_map_csv']}")
+    return 0
+
+
+def _audit_accept_column(args) -> int:
+    from .audit.schema import accept_column
+
+    table, _, column = args.column.partition(".")
+    if not column:
+        print("give the column as table.column", file=sys.stderr)
+        return 2
+    if not accept_column(_audit_ledger(args.ledger), table, column, args.by, args.reason):
+        print(f"the audit has never seen {args.column}", file=sys.stderr)
+        return 1
+    print(f"{args.column}: accepted by {args.by}; no longer reported as schema drift")
+    return 0
+
+
+def _audit_screenshot(args) -> int:
+    from .audit import browser
+
+    if browser.find_chromium() is None:
+        print("chromium is not installed (Debian: apt-get install -y chromium)", file=sys.stderr)
+        return 2
+    drawn = browser.charts_drawn(browser.dump_dom(args.html))
+    png = browser.screenshot(args.html, args.png, width=args.width, height=args.height)
+    print(f"{drawn} chart(s) drawn; screenshot {png} ({'x'.join(map(str, browser.png_size(png)))})")
+    return 0 if drawn else 1
+
+
+def _audit_parser(sub) -> None:
+    au = sub.add_parser("audit", help="the nightly minimisation audit and its reports").add_subparsers(dest="action",
+                                                                                                        required=True)
+    r = au.add_parser("run", help="audit one night (exit 1 on a critical finding)")
+    r.add_argument("--day", help="the night to audit, YYYY-MM-DD (default today, UTC)")
+    r.add_argument("--lookback-days", type=int, default=1)
+    r.add_argument("--shop", default=DEFAULT_SHOP)
+    r.add_argument("--ledger", default=DEFAULT_LEDGER)
+    r.add_argument("--reports", type=Path, help="reports folder (default VENDORPRIVACY_REPORTS_DIR or .state/reports)")
+    r.add_argument("--no-verify-copies", action="store_true", help="do not read the vendors' copies back")
+    r.add_argument("--no-removals", action="store_true", help="report consent drift without sending removal lists")
+    r.add_argument("--margin-days", type=int, default=7)
+    r.add_argument("--no-record", action="store_true", help="do not add deadline alerts to the requests' timelines")
+    r.set_defaults(fn=_audit_run)
+    d = au.add_parser("disclosure", help="categories of one person's data shared per category of third party")
+    d.add_argument("--ticket", required=True, help="the privacy team's reference (names the report; no personal data)")
+    d.add_argument("--email")
+    d.add_argument("--phone")
+    d.add_argument("--country", help="two-letter country of the phone number")
+    d.add_argument("--months", type=int, default=12)
+    d.add_argument("--day", help="report up to this date (default today)")
+    d.add_argument("--shop", default=DEFAULT_SHOP)
+    d.add_argument("--ledger", default=DEFAULT_LEDGER)
+    d.add_argument("--reports", type=Path)
+    d.set_defaults(fn=_audit_disclosure)
+    m = au.add_parser("data-map", help="the register-wide record of processing as CSV and HTML")
+    m.add_argument("--out", type=Path, help="folder (default <reports>/audit)")
+    m.set_defaults(fn=_audit_data_map)
+    a = au.add_parser("accept-column", help="a reviewed source column is no longer reported as schema drift")
+    a.add_argument("column", help="table.column")
+    a.add_argument("--by", required=True, help="who reviewed it")
+    a.add_argument("--reason", required=True)
+    a.add_argument("--ledger", default=DEFAULT_LEDGER)
+    a.set_defaults(fn=_audit_accept_column)
+    s = au.add_parser("screenshot", help="render a report in headless Chromium, check its charts, save a PNG")
+    s.add_argument("html", type=Path)
+    s.add_argument("png", type=Path)
+    s.add_argument("--width", type=int, default=1240)
+    s.add_argument("--height", type=int, default=2400)
+    s.set_defaults(fn=_audit_screenshot)
+
+
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="vendorprivacy", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = p.add_subparsers(dest="command", required=True)
@@ -309,6 +448,7 @@ def parser() -> argparse.ArgumentParser:
     dl.set_defaults(fn=_deliveries)
 
     _erasure_parser(sub)
+    _audit_parser(sub)
     return p
 
 
