@@ -45,3 +45,39 @@ lint: setup
 
 clean:
 	rm -rf $(STATE)
+
+# ---------------------------------------------------------------------------------------------------------
+# A running Airflow (API server, scheduler, DAG processor, triggerer) on PostgreSQL with the sandbox vendors,
+# end-to-end tests against it, the Celery variant and the fault suite. See docs/deployment.md.
+.PHONY: up down e2e celery-e2e faults chromium celery-deps
+UP_STATE := $(STATE)/up
+E2E_ENV := VENDORPRIVACY_E2E=1
+
+## up: Airflow 3 on PostgreSQL (database airflow_up, recreated) at http://127.0.0.1:8080, user admin
+up: setup
+	$(PY) scripts/airflow_up.py up --state-dir $(UP_STATE)
+
+## down: stop everything `make up` started (no process left behind)
+down:
+	@if [ -x $(PY) ]; then $(PY) scripts/airflow_up.py down --state-dir $(UP_STATE); else echo "nothing to stop"; fi
+
+## e2e: end-to-end tests against a running Airflow (LocalExecutor, PostgreSQL), incl. headless Chromium
+e2e: setup chromium
+	$(E2E_ENV) $(PY) -m pytest -q -p no:cacheprovider tests/e2e
+
+## celery-e2e: the same end-to-end tests with the CeleryExecutor (Redis 127.0.0.1:6379, two workers)
+celery-e2e: setup chromium celery-deps
+	$(E2E_ENV) VENDORPRIVACY_E2E_EXECUTOR=CeleryExecutor $(PY) -m pytest -q -p no:cacheprovider tests/e2e
+
+## faults: the fault suite (loopback only, every fault bounded in time); prints fault | expected | observed
+faults: setup
+	VENDORPRIVACY_FAULTS=1 $(PY) -m pytest -q -p no:cacheprovider tests/faults
+
+chromium:
+	@command -v chromium >/dev/null 2>&1 || { SUDO=$$([ "$$(id -u)" = 0 ] || echo sudo); \
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq chromium >/dev/null; }
+
+# The Celery executor's packages are not in requirements.txt (LocalExecutor is the default deployment here).
+celery-deps: setup
+	@$(PY) -c "import airflow.providers.celery, redis" 2>/dev/null || \
+	  $(VENV)/bin/uv pip install -q --python $(PY) -r scripts/celery-requirements.txt -c constraints.txt
