@@ -74,8 +74,9 @@ def run(state: Path, customers: int, seed: int) -> int:
             results[dag_id] = str(dr.state)
         sb.ingest()
         _report(state, sb, results)
+        audited = _audit(state)  # while the vendors are up: the audit reads their copies back
     print(f"\ndemo finished in {time.perf_counter() - started:.0f}s; ledger: {state / 'ledger.db'}")
-    return 0 if all(s == "success" for s in results.values()) else 1
+    return 0 if all(s == "success" for s in results.values()) and audited else 1
 
 
 def _report(state: Path, sb, results: dict) -> None:
@@ -93,6 +94,31 @@ def _report(state: Path, sb, results: dict) -> None:
         status = d.status if d else results.get(f"share_{feed.id}", "not run")
         print(f"{vendor.vendor:12} {feed.id:28} {vendor.transport.kind:5} {(d.row_count if d else 0) or 0:>6} "
               f"{held:>6} {(d.bytes if d else 0) or 0:>9}  {((d.sha256 if d else '') or '')[:16]:16}  {status}: {fields}")
+
+
+def _audit(state: Path) -> bool:
+    """The last step: the nightly_minimisation_audit DAG for the demo night; prints where its report is."""
+    import json
+
+    os.environ.setdefault("VENDORPRIVACY_REPORTS_DIR", str(state / "reports"))
+    from vendorprivacy.orchestration.audit_dag import build_audit_dag
+
+    _step(f"Running nightly_minimisation_audit for {DEMO_DATE:%Y-%m-%d}")
+    dag = build_audit_dag()
+    for t in dag.tasks:
+        t.retries = 0
+    dr = dag.test(logical_date=DEMO_DATE.replace(hour=23, minute=30))
+    summary = json.loads(next(Path(os.environ["VENDORPRIVACY_REPORTS_DIR"], "audit").glob(
+        f"{DEMO_DATE:%Y-%m-%d}/minimisation_audit.json")).read_text())
+    counts = summary["counts"]
+    print(f"\naudit {summary['audit']['day']}: {summary['verdict'].upper()} ({counts['critical']} critical, "
+          f"{counts['warning']} warning, {counts['info']} info; run {dr.state})")
+    for f in summary["findings"]:
+        print(f"  [{f['severity']}] {f['vendor'] or '-'} / {f['feed'] or '-'}: {f['title']}")
+    folder = Path(os.environ["VENDORPRIVACY_REPORTS_DIR"]) / "audit" / summary["audit"]["day"]
+    print(f"audit report: {folder / 'minimisation_audit.html'}\n  JSON twin:  {folder / 'minimisation_audit.json'}"
+          f"\n  data map:   {folder / 'data_map.html'} (and .csv)")
+    return str(dr.state) == "success"
 
 
 def main(argv: list[str] | None = None) -> int:
