@@ -216,10 +216,13 @@ def test_a_rerun_of_the_night_sends_nobody_twice(world, bad):
     again = _audit(world, BAD_DAY)
     [f] = _find(again, "consent_drift", "adgrid", "adgrid_customer_match")
     assert f["facts"]["already_sent"] == 2 and "removal" not in f["facts"]
+    # and the partner's signed answer to last time's list is read and recorded: both removed
+    assert again["report"]["checks"]["consent_drift"]["removal_answers"] == {"completed": 2}
     from vendorprivacy.audit import tables as at
 
     with world["ledger"].engine.connect() as conn:
         assert conn.execute(sa.select(sa.func.count()).select_from(at.audit_removals)).scalar() == 2
+        assert {r[0] for r in conn.execute(sa.select(at.audit_removals.c.outcome))} == {"completed"}
 
 
 # ------------------------------------------------------------------------------------------------ report

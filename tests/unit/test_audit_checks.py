@@ -57,6 +57,8 @@ class FakeProtocol:
 
     def __init__(self):
         self.sent: list[tuple[str, list]] = []
+        self.answer: str | None = None      # what poll() answers for every pair (None: no answer yet)
+        self.polled: list[tuple[str, list]] = []
 
     def submit(self, batch_id, items):
         from vendorprivacy.erasure.protocols import SubmitReceipt
@@ -66,6 +68,15 @@ class FakeProtocol:
         if not already:
             self.sent.append((batch_id, items))
         return SubmitReceipt(batch_id, f"ref-{batch_id[:8]}", hashlib.sha256(body).hexdigest(), len(body), already)
+
+    def poll(self, batch_id, items):
+        from vendorprivacy.erasure.protocols import Outcome
+
+        self.polled.append((batch_id, items))
+        if self.answer is None:
+            return []
+        return [Outcome(i.pair_id, self.answer, "ref", "could not match" if self.answer == "failed" else None,
+                        "e" * 64, dt.datetime(2026, 11, 3, tzinfo=dt.timezone.utc)) for i in items]
 
 
 @pytest.fixture
@@ -235,8 +246,18 @@ def test_consent_drift_sends_advertising_partners_a_removal_list_once(make_ctx, 
     row = con.execute("SELECT email FROM customers WHERE customer_id = ?", (ids[0],)).fetchone()
     assert n.sha256_hex(n.email(row[0])) in {v for i in items for v in i.identifiers["email"]}  # Google-style hash
     assert stats["removal_lists_sent"] == 1 and stats["people_in_removal_lists"] == 2
-    [again], _ = consent.drift(make_ctx())                           # the next run: reported, not re-sent
+    [again], stats = consent.drift(make_ctx())                       # the next run: reported, not re-sent
     assert again.facts["already_sent"] == 2 and again.severity == "info" and len(ctx.fake_protocols["adgrid"].sent) == 1
+    [(polled_batch, polled)] = ctx.fake_protocols["adgrid"].polled    # ...and the partner asked for its answer
+    assert polled_batch == batch_id and len(polled) == 2 and all(i.identifiers == {} for i in polled)  # pair ids only
+    assert stats["removal_answers"] == {"no answer": 2}
+    # the partner answers that it could not remove them: critical, named with vendor and feed
+    ctx.fake_protocols["adgrid"].answer = "failed"
+    found, stats = consent.drift(make_ctx(day=DAY + dt.timedelta(days=2)))
+    failed = [f for f in found if f.facts["rule"] == "removal_answer"]
+    assert [(f.vendor, f.feed, f.severity) for f in failed] == [("adgrid", "adgrid_customer_match", "critical")]
+    assert stats["removal_answers"] == {"failed": 2}
+    assert consent.drift(make_ctx(day=DAY + dt.timedelta(days=3)))[1]["removal_batches_polled"] == 0  # final answers
 
 
 def test_consent_drift_that_predates_the_delivery_is_critical(make_ctx, shop, ledger):
@@ -293,5 +314,6 @@ def test_deadlines_become_findings_named_with_vendor_and_feed(make_ctx, ledger):
     found, stats = deadlines.check(make_ctx())
     [f] = found
     assert (f.vendor, f.feed, f.severity, f.facts["level"]) == ("reviewhub", "reviewhub_reviews", "critical", "overdue")
-    assert stats["open_pairs"] == 1 and stats["pairs"][0]["bucket"] == "overdue"
+    assert stats["open_pairs"] == 1 and stats["pairs"] == [{"vendor": "reviewhub", "bucket": "overdue", "status": "sent",
+                                                            "count": 1}]
     assert deadlines.bucket_of(0) == "0–7 days" and deadlines.bucket_of(31) == "31+ days"

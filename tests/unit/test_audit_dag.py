@@ -20,7 +20,7 @@ from vendorprivacy.ledger import Ledger
 from vendorprivacy.ledger import tables as t
 
 from tests.conftest import ROOT
-from tests.unit.test_audit_checks import REGISTER, _eligible, record_delivery, shop_template  # noqa: F401
+from tests.unit.test_audit_checks import _eligible, record_delivery, shop_template  # noqa: F401
 
 DAY = dt.date(2026, 11, 1)
 

@@ -140,14 +140,14 @@ def category_matrix(rows: list[dict], categories: list[str]) -> str:
 
 # ------------------------------------------------------------------------------------------ deadlines
 def deadline_chart(pairs: list[dict], buckets: list[str], vendors: list[str]) -> str:
-    """pairs: [{vendor, bucket}] for every open erasure pair."""
+    """pairs: [{vendor, bucket, count}] (count defaults to 1: one entry per open erasure pair)."""
     left, top, plot_h, bar_w, gap = 56, 40, 180, 64, 36
     width = left + len(buckets) * (bar_w + gap) + 190
     height = top + plot_h + 50
     colours = vendor_colours(vendors)
     counts = {(b, v): 0 for b in buckets for v in vendors}
     for p in pairs:
-        counts[(p["bucket"], p["vendor"])] = counts.get((p["bucket"], p["vendor"]), 0) + 1
+        counts[(p["bucket"], p["vendor"])] = counts.get((p["bucket"], p["vendor"]), 0) + int(p.get("count", 1))
     totals = {b: sum(counts.get((b, v), 0) for v in vendors) for b in buckets}
     vmax = max(list(totals.values()) + [1])
     body = [_text(0, 16, "Open erasure requests per vendor, by days to the legal due date", weight="600", size=13)]

@@ -193,7 +193,63 @@ def _send_removals(ctx: AuditContext, vendor, feed_id: str, delivery_id: str, pe
             "sent_at": now.isoformat(timespec="seconds")}
 
 
+def poll_answers(ctx: AuditContext) -> tuple[list[Finding], dict]:
+    """Ask partners about removal lists sent on earlier nights that have no final answer yet; record the answers.
+    A partner that failed to remove people is critical; one that has not answered within the time its register
+    entry promises (erasure.expected_response_days) is a warning. Only pair ids go back to the partner."""
+    from vendorprivacy.erasure.protocols import TERMINAL_STATUSES, ErasureItem
+
+    c = at.audit_removals.c
+    with ctx.ledger.engine.connect() as conn:
+        rows = [dict(r._mapping) for r in conn.execute(sa.select(at.audit_removals).where(
+            sa.or_(c.outcome.is_(None), c.outcome == "acknowledged")))]
+    batches: dict[tuple[str, str], list[dict]] = {}
+    for r in rows:
+        batches.setdefault((r["vendor"], r["batch_id"]), []).append(r)
+    findings: list[Finding] = []
+    stats = Counter()
+    for (vendor_id, batch_id), pairs in sorted(batches.items()):
+        vendor = ctx.register.vendors.get(vendor_id)
+        if vendor is None:
+            continue
+        items = [ErasureItem(pair_id=p["pair_id"], regulation="ccpa", request_type="opt_out", identifiers={},
+                             submitted_at=_as_dt(p["sent_at"]).replace(tzinfo=dt.timezone.utc)) for p in pairs]
+        try:
+            outcomes = ctx.protocol(vendor_id).poll(batch_id, items)
+        except Exception as e:  # noqa: BLE001 - an unreadable answer is reported, the night goes on
+            log.warning("consent drift: answer of %s for removal list %s unreadable: %s", vendor_id, batch_id,
+                        type(e).__name__)
+            stats["unreadable"] += 1
+            outcomes = []
+        by_pair = {o.pair_id: o for o in outcomes}
+        with ctx.ledger.engine.begin() as conn:
+            for o in outcomes:
+                conn.execute(at.audit_removals.update().where(c.vendor == vendor_id, c.pair_id == o.pair_id)
+                             .values(outcome=o.status, answered_at=o.at.astimezone(dt.timezone.utc).replace(tzinfo=None)))
+        got = Counter(by_pair[p["pair_id"]].status if p["pair_id"] in by_pair else (p["outcome"] or "no answer")
+                      for p in pairs)
+        stats.update(got)
+        feed = pairs[0]["feed_id"]
+        sent_on = min(_as_dt(p["sent_at"]) for p in pairs).date()
+        facts = {"batch_id": batch_id, "answers": dict(sorted(got.items())), "sent_on": str(sent_on),
+                 "rule": "removal_answer"}
+        if got.get("failed"):
+            reasons = sorted({(by_pair[p["pair_id"]].reason or "")[:200] for p in pairs
+                              if p["pair_id"] in by_pair and by_pair[p["pair_id"]].status == "failed"})
+            findings.append(Finding("consent_drift", CRITICAL, f"the partner failed to remove {got['failed']} people "
+                                    f"of removal list {batch_id} (sent {sent_on})", vendor_id, feed,
+                                    "Contact the partner: these people opted out and are still in its audience.",
+                                    {**facts, "reasons": reasons}))
+        elif not set(got) <= TERMINAL_STATUSES and (ctx.day - sent_on).days > vendor.erasure.expected_response_days:
+            findings.append(Finding("consent_drift", WARNING, f"no final answer to removal list {batch_id} (sent "
+                                    f"{sent_on}) after {(ctx.day - sent_on).days} days", vendor_id, feed,
+                                    f"The partner promises an answer within {vendor.erasure.expected_response_days} "
+                                    "days: chase it.", facts))
+    return findings, {"removal_answers": dict(sorted(stats.items())), "removal_batches_polled": len(batches)}
+
+
 def drift(ctx: AuditContext) -> tuple[list[Finding], dict]:
+    findings_answers, stats_answers = poll_answers(ctx) if ctx.send_removals else ([], {})
     latest = _latest_deliveries(ctx.ledger, ctx.day)
     pop = Population(ctx.shop_url, ctx.keys, ctx.day)
     suppressed, opted_out = ctx.ledger.suppressed(), ctx.ledger.opted_out()
@@ -284,4 +340,4 @@ def drift(ctx: AuditContext) -> tuple[list[Finding], dict]:
                          if before else "If the vendor keeps a list (e.g. subscribers), make sure it is replaced."))
         findings.append(Finding("consent_drift", severity, title, vendor.vendor, feed.id, advice, facts))
     stats["people_checked"] = len(everyone)
-    return findings, stats
+    return findings_answers + findings, {**stats, **stats_answers}

@@ -46,10 +46,13 @@ def check(ctx: AuditContext) -> tuple[list[Finding], dict]:
             {"level": a.level, "ticket": a.ticket, "request_id": a.request_id, "status": a.status,
              "due": a.due.isoformat(), "days_left": a.days_left, "first_raised_tonight": a.new, "feeds": feeds,
              "rule": f"deadline_{a.level}"}))
-    open_pairs = [{"vendor": p.vendor, "status": p.status, "days_left": (p.due - ctx.day).days,
-                   "bucket": bucket_of((p.due - ctx.day).days)} for p in store.pairs(statuses=st.OPEN)]
+    counted: dict[tuple[str, str, str], int] = {}   # (vendor, bucket, status) -> open pairs: XCom stays small
+    for p in store.pairs(statuses=st.OPEN):
+        key = (p.vendor, bucket_of((p.due - ctx.day).days), p.status)
+        counted[key] = counted.get(key, 0) + 1
+    open_pairs = [{"vendor": v, "bucket": b, "status": s, "count": n} for (v, b, s), n in sorted(counted.items())]
     waiting = [r for r in store.requests(statuses=[st.FILED])]
-    stats = {"alerts": len(found), "open_pairs": len(open_pairs), "requests_not_yet_sent": len(waiting),
+    stats = {"alerts": len(found), "open_pairs": sum(counted.values()), "requests_not_yet_sent": len(waiting),
              "by_level": {lvl: sum(a.level == lvl for a in found) for lvl in alerts.LEVELS}}
     return findings, {**stats, "pairs": open_pairs}
 

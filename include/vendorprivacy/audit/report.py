@@ -80,8 +80,11 @@ def build(ctx: AuditContext, results: list[dict | None], *, started_at: dt.datet
 
             from .deadlines import bucket_of
 
-            pairs = [{"vendor": p.vendor, "status": p.status, "days_left": (p.due - ctx.day).days,
-                      "bucket": bucket_of((p.due - ctx.day).days)} for p in ctx.erasure_store.pairs(statuses=st.OPEN)]
+            counted: dict[tuple[str, str, str], int] = {}
+            for p in ctx.erasure_store.pairs(statuses=st.OPEN):
+                key = (p.vendor, bucket_of((p.due - ctx.day).days), p.status)
+                counted[key] = counted.get(key, 0) + 1
+            pairs = [{"vendor": v, "bucket": b, "status": s, "count": n} for (v, b, s), n in sorted(counted.items())]
         except Exception:  # noqa: BLE001 - the chart shows what is known
             pairs = []
     now = dt.datetime.now(dt.timezone.utc)
@@ -99,7 +102,7 @@ def build(ctx: AuditContext, results: list[dict | None], *, started_at: dt.datet
             "deliveries": {"first": first.isoformat(), "last": ctx.day.isoformat(), "vendors": vendors, "history": hist},
             "categories": {"categories": cat_cols, "rows": cat_rows},
             "deadlines": {"buckets": [b[0] for b in BUCKETS], "vendors": vendors,
-                          "pairs": [{k: p[k] for k in ("vendor", "status", "days_left", "bucket")} for p in pairs]},
+                          "pairs": [{k: p.get(k, 1) for k in ("vendor", "bucket", "status", "count")} for p in pairs]},
         },
     }
 

@@ -1,7 +1,8 @@
 """The audit's own tables, in the ledger database (same engine and schema as the Ledger; never personal data).
 
 audit_removals        every removal list the audit sent for consent drift: which subject (pseudonymous key),
-                      which vendor and delivery, why, in which batch; so a person is sent once, not nightly
+                      which vendor and delivery, why, in which batch, and the partner's answer; so a person is
+                      sent once, not nightly, and a partner that does not remove them is noticed
 audit_source_columns  every column seen in a shop table that feeds read, when it was first seen, whether it
                       belongs to the reviewed schema, and the personal-data guess (labels and counts only)
 audit_runs            one row per audited night: verdict, counts, where the report is
@@ -25,6 +26,8 @@ audit_removals = Table(
     Column("sent_at", DateTime, nullable=False),
     Column("sha256", String(64)),                           # of what was sent (the removal list)
     Column("vendor_reference", String(200)),
+    Column("outcome", String(20)),                          # the partner's answer: acknowledged | completed | ...
+    Column("answered_at", DateTime),
     Index("ix_audit_removals_batch", "batch_id"),
 )
 
