@@ -43,6 +43,18 @@ def sandbox(tmp_path_factory) -> Iterator[Sandbox]:
         sb.stop()  # also restores os.environ
 
 
+@pytest.fixture(scope="module")
+def module_sandbox(tmp_path_factory) -> Iterator[Sandbox]:
+    """A sandbox of the module's own, for modules whose (feed, day) deliveries must not meet others'."""
+    sb = Sandbox(tmp_path_factory.mktemp("module_sandbox"))
+    try:
+        sb.start()
+        sb.apply_env()
+        yield sb
+    finally:
+        sb.stop()  # restores os.environ (the session sandbox's connections come back)
+
+
 @pytest.fixture
 def unique() -> Callable[[str], str]:
     """``unique("feed")`` -> ``feed_3f2a9c1d``: names that cannot collide across tests."""

@@ -34,6 +34,12 @@ def sha(v: str) -> str:
 
 
 @pytest.fixture(scope="module")
+def sandbox(module_sandbox):
+    """This module's own vendors: its deliveries (feed, day) must not meet other modules' in a shared bucket."""
+    return module_sandbox
+
+
+@pytest.fixture(scope="module")
 def shop(tmp_path_factory):
     path = tmp_path_factory.mktemp("shop") / "shop.db"
     planted = generate_shop(f"sqlite:///{path}", customers=2000, seed=7)
