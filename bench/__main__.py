@@ -71,8 +71,11 @@ def bench_size(customers: int, *, shop: str | None, feeds: list[str] | None, era
         for feed_id in chosen:
             r = run_child(["feed", feed_id, "--shop", shop_url, "--ledger", ledger_url,
                            "--staging", f"{tmp}/staging"], env)
-            floor = run_child(["floor", feed_id, "--shop", shop_url, "--rows", str(r["rows"]),
-                               "--staging", f"{tmp}/floor"], env)
+            # the floor twice, the faster counts (a floor is a lower bound; the machine is shared)
+            floors = [run_child(["floor", feed_id, "--shop", shop_url, "--rows", str(r["rows"]),
+                                 "--staging", f"{tmp}/floor"], env) for _ in range(2)]
+            floor = min(floors, key=lambda x: x["total_s"])
+            floor["runs_s"] = [x["total_s"] for x in floors]
             r["floor"] = floor
             r["ratio_to_floor"] = round(r["total_s"] / floor["total_s"], 2) if floor["total_s"] else None
             r["loadavg_after"] = [round(x, 2) for x in os.getloadavg()]

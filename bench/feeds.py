@@ -25,13 +25,14 @@ if __package__ in (None, ""):  # `python bench/feeds.py ...`: the old entry poin
 from bench.common import DAY, KEYS, emit, peak_rss_mb, rss_mb
 
 
-def warm_worker() -> float:
+def warm_worker(gx: bool = True) -> float:
     """What a warm Airflow worker has already imported (paid once per worker, reported apart): GX, the
     transports and provider hooks, and phonenumbers' metadata for the regions the shop uses."""
     t = time.perf_counter()
-    import great_expectations  # noqa: F401
+    if gx:
+        import great_expectations  # noqa: F401
+        import vendorprivacy.quality.gate  # noqa: F401
     import vendorprivacy.crypto  # noqa: F401
-    import vendorprivacy.quality.gate  # noqa: F401
     import vendorprivacy.transports  # noqa: F401
     from airflow.providers.amazon.aws.hooks.s3 import S3Hook  # noqa: F401
     from airflow.providers.http.hooks.http import HttpHook  # noqa: F401
@@ -58,7 +59,7 @@ def _run(feed_id: str, shop: str, ledger_url: str, staging: str, day: dt.date):
 
 def one_feed(feed_id: str, shop: str, ledger_url: str, staging: str, day: dt.date = DAY) -> dict:
     """Runs in the child process: every stage of one feed run, timed."""
-    from vendorprivacy.share import deliver, gate, prepare
+    from vendorprivacy.share import STAGE_TIMINGS, deliver, gate, prepare
 
     imports = warm_worker()
     rss_warm = rss_mb()
@@ -72,6 +73,10 @@ def one_feed(feed_id: str, shop: str, ledger_url: str, staging: str, day: dt.dat
     t3 = time.perf_counter()
     total = t3 - t0
     rows = delivered["rows"]
+    parts = STAGE_TIMINGS.get(run.delivery_id, {})
+    prepared = {**prepared, "timings": {k: v for k, v in parts.get("prepare", {}).items() if k != "reader"},
+                "reader": parts.get("prepare", {}).get("reader")}
+    delivered = {**delivered, "timings": parts.get("deliver", {})}
     return {"feed": feed_id, "vendor": run.vendor.vendor, "transport": run.vendor.transport.kind,
             "reader": prepared.get("reader"), "extracted": prepared["extracted"], "rows": rows,
             "bytes": delivered["bytes"], "status": delivered["status"],
@@ -93,7 +98,7 @@ def one_floor(feed_id: str, shop: str, rows: int, staging: str, day: dt.date = D
     from vendorprivacy import source
     from vendorprivacy.share import _csv_records, _transport
 
-    imports = warm_worker()
+    imports = warm_worker(gx=False)
     run = _run(feed_id, shop, "sqlite://", staging, day)
     feed, vendor = run.feed, run.vendor
     columns = list(dict.fromkeys(f.source_column for f in feed.sent_fields))

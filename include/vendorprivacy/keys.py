@@ -36,6 +36,17 @@ class Keys:
     def subject_key_of(self, customer_id: int) -> str:
         return hmac.new(self.subject_key, f"customer:{customer_id}".encode(), hashlib.sha256).hexdigest()
 
+    def subject_key_sql(self, id_expr: str, param: str = "sk") -> tuple[str, dict]:
+        """DuckDB SQL for subject_key_of(<id_expr>), with its parameters: HMAC-SHA-256 from two sha256() calls
+        over the RFC 2104 padded key (DuckDB has no HMAC). Lets the shop scan compute keys in DuckDB's own
+        threads, next to the Python work on the previous batch."""
+        from .minimise.normalise import hmac_pads
+
+        inner, outer = hmac_pads(self.subject_key)
+        message = f"'customer:' || CAST(CAST({id_expr} AS BIGINT) AS VARCHAR)"
+        return (f"sha256(${param}_o || unhex(sha256(${param}_i || encode({message}))))",
+                {f"{param}_i": inner, f"{param}_o": outer})
+
     def subject_keys(self, customer_ids: pa.Array) -> pa.Array:
         """subject_key_of for an array of ids (null stays null), vectorised: the messages are built with Arrow
         kernels and hashed with the padded key states prepared once (normalise.hmac_array)."""

@@ -77,6 +77,15 @@ class FeedRun:
         return [{"name": f.name, "category": f.category, "transform": f.transform} for f in self.feed.sent_fields]
 
 
+# Seconds spent in each part of a stage, per delivery id, for this process (benchmarks read them; the stage
+# summaries, which Airflow keeps in XCom, stay as they are).
+STAGE_TIMINGS: dict[str, dict[str, dict]] = {}
+
+
+def _record_timings(run: "FeedRun", stage: str, **values) -> None:
+    STAGE_TIMINGS.setdefault(run.delivery_id, {})[stage] = values
+
+
 def _summary(run: FeedRun, status: str, **extra) -> dict:
     return {"delivery_id": run.delivery_id, "feed": run.feed.id, "vendor": run.vendor.vendor,
             "logical_date": run.logical_date.isoformat(), "status": status, **extra}
@@ -157,8 +166,10 @@ def _batches(run: "FeedRun", params: dict, via_duckdb: bool) -> Iterator[pa.Reco
     """The feed's rows with an ``__eligible`` column."""
     if via_duckdb:
         eligible_sql, eligible_params = eligible_ids_query(run.feed, run.logical_date)
+        key_sql, key_params = run.keys.subject_key_sql("{id}")
         yield from source.stream_with_eligibility(run.shop_url, run.feed.query, params, eligible_sql,
-                                                  eligible_params, run.feed.subject_column, run.chunk_rows)
+                                                  eligible_params, run.feed.subject_column, run.chunk_rows,
+                                                  subject_key_sql=(key_sql, key_params))
         return
     checker = None
     for batch in source.stream(run.shop_url, run.feed.query, params, run.chunk_rows):
@@ -206,10 +217,15 @@ def prepare(run: FeedRun) -> dict:
                 t = time.perf_counter()
                 continue
             allowed = pc.fill_null(batch.column(source.ELIGIBLE), False)
-            batch = batch.drop_columns([source.ELIGIBLE])
             ids = pc.cast(batch.column(run.feed.subject_column), pa.int64())
             allowed_ids = pc.filter(ids, allowed)
-            keys = run.keys.subject_keys(allowed_ids)  # only for the people who may be shared at all
+            if source.SUBJECT_KEY in batch.schema.names:  # computed by DuckDB during the scan
+                keys = pc.filter(batch.column(source.SUBJECT_KEY), allowed)
+                keys = keys if keys.type == pa.string() else pc.cast(keys, pa.string())
+                batch = batch.drop_columns([source.ELIGIBLE, source.SUBJECT_KEY])
+            else:
+                batch = batch.drop_columns([source.ELIGIBLE])
+                keys = run.keys.subject_keys(allowed_ids)  # only for the people who may be shared at all
             not_suppressed = pc.invert(pc.fill_null(pc.is_in(keys, value_set=suppressed), False))
             kept = batch.filter(allowed).filter(not_suppressed)
             n_allowed = len(allowed_ids)
@@ -228,9 +244,9 @@ def prepare(run: FeedRun) -> dict:
             timings["write_s"] += t - t2
     os.replace(tmp_data, out_dir / DATA)
     os.replace(tmp_subjects, out_dir / SUBJECTS)
-    return _summary(run, "prepared", staged=str(out_dir), seconds=round(time.perf_counter() - started, 3),
-                    reader="duckdb" if via_duckdb else "sqlalchemy",
-                    timings={k: round(v, 3) for k, v in timings.items()}, **counts)
+    _record_timings(run, "prepare", reader="duckdb" if via_duckdb else "sqlalchemy",
+                    **{k: round(v, 3) for k, v in timings.items()})
+    return _summary(run, "prepared", staged=str(out_dir), seconds=round(time.perf_counter() - started, 3), **counts)
 
 
 # ------------------------------------------------------------------ stage 2: gate
@@ -277,8 +293,10 @@ def _sha256(path: Path) -> str:
 
 
 def _distinct(keys: pa.ChunkedArray, chunk: int = 50_000):
-    """Distinct subject keys, yielded in slices: a person with many orders is recorded once."""
+    """Distinct subject keys, sorted, yielded in slices: a person with many orders is recorded once, and
+    index inserts in key order touch the ledger's B-trees sequentially (~1.5x faster on SQLite at 300k keys)."""
     unique = pc.unique(keys)
+    unique = unique.take(pc.sort_indices(unique))
     for start in range(0, len(unique), chunk):
         yield from unique.slice(start, chunk).to_pylist()
 
@@ -343,6 +361,6 @@ def deliver(run: FeedRun) -> dict:
                               remote_path=receipt.remote_path, plaintext_sha256=plaintext_sha)
     shutil.rmtree(run.staging_dir, ignore_errors=True)  # plaintext personal data does not linger on disk
     timings["ledger_s"] = time.perf_counter() - t
+    _record_timings(run, "deliver", **{k: round(v, 3) for k, v in timings.items()})
     return _summary(run, "delivered", rows=rows, bytes=receipt.bytes, sha256=receipt.sha256,
-                    already_present=receipt.already_present, remote_path=receipt.remote_path,
-                    timings={k: round(v, 3) for k, v in timings.items()})
+                    already_present=receipt.already_present, remote_path=receipt.remote_path)

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import os
 import re
 from pathlib import Path
 from typing import Iterator
@@ -82,14 +83,19 @@ def duck_available(url: str) -> bool:
     return sqlite_path(url) is not None and _scanner_path() is not None
 
 
-def duck_connect(url: str, *, threads: int = 2, memory_limit: str = "384MB"):
-    """A DuckDB connection with the SQLite shop attached read-only as the default catalog."""
+def duck_connect(url: str, *, threads: int = 2, memory_limit: str = "256MB"):
+    """A DuckDB connection with the SQLite shop attached read-only as the default catalog. Its memory is
+    capped (a larger sort spills to a private temp directory, removed by DuckDB when the query ends), so a
+    worker stays well under 1 GB with GX loaded beside it."""
+    import tempfile
+
     import duckdb
 
     path = sqlite_path(url)
     if path is None or _scanner_path() is None:
         raise RuntimeError("DuckDB can read SQLite shops only (with the duckdb-extension-sqlite-scanner wheel)")
-    con = duckdb.connect(config={"threads": threads, "memory_limit": memory_limit,
+    spill = Path(tempfile.gettempdir()) / f"vp-duckdb-{os.getpid()}"
+    con = duckdb.connect(config={"threads": threads, "memory_limit": memory_limit, "temp_directory": str(spill),
                                  "autoinstall_known_extensions": False, "autoload_known_extensions": False})
     con.execute(f"LOAD '{_scanner_path()}'")
     quoted = str(path).replace("'", "''")
@@ -146,20 +152,33 @@ def _duck_stream(url: str, sql: str, params: dict | None, chunk_rows: int) -> It
 ELIGIBLE = "__eligible"
 
 
+SUBJECT_KEY = "__subject_key"
+
+
 def stream_with_eligibility(url: str, sql: str, params: dict | None, eligible_sql: str, eligible_params: dict,
-                            subject_column: str, chunk_rows: int = 50_000) -> Iterator[pa.RecordBatch]:
+                            subject_column: str, chunk_rows: int = 50_000,
+                            subject_key_sql: tuple[str, dict] | None = None) -> Iterator[pa.RecordBatch]:
     """The feed query with one more boolean column, ``__eligible``: is the row's subject among the ids of
-    ``eligible_sql``? One DuckDB statement over the SQLite shop (scan, join, deterministic order)."""
+    ``eligible_sql``? One DuckDB statement over the SQLite shop (scan, join, deterministic order).
+    ``subject_key_sql``: (SQL template with ``{id}``, parameters) adds ``__subject_key`` for eligible rows."""
     q, p = duck_sql(sql.strip().rstrip(";"), params)
     e, ep = duck_sql(eligible_sql.strip().rstrip(";"), eligible_params)
     overlap = set(p) & set(ep)
     if any(p[k] != ep[k] for k in overlap):
         raise ValueError("feed and eligibility queries bind the same parameter name to different values")
     col = '"' + subject_column.replace('"', '""') + '"'
-    statement = (f"SELECT __feed.*, (__ok.__id IS NOT NULL) AS {ELIGIBLE} FROM ({q}) AS __feed "
-                 f"LEFT JOIN (SELECT DISTINCT * FROM ({e}) AS __e(__id)) AS __ok ON __ok.__id = __feed.{col} "
-                 f"ORDER BY ALL")
-    yield from _duck_batches(url, statement, {**p, **ep}, chunk_rows)
+    inner = (f"SELECT __feed.*, (__ok.__id IS NOT NULL) AS {ELIGIBLE} FROM ({q}) AS __feed "
+             f"LEFT JOIN (SELECT DISTINCT * FROM ({e}) AS __e(__id)) AS __ok ON __ok.__id = __feed.{col} "
+             f"ORDER BY ALL")
+    all_params = {**p, **ep}
+    if subject_key_sql is None:
+        statement = inner
+    else:
+        expr, kp = subject_key_sql
+        statement = (f"SELECT *, CASE WHEN {ELIGIBLE} THEN {expr.format(id='__s.' + col)} END AS {SUBJECT_KEY} "
+                     f"FROM ({inner}) AS __s")
+        all_params.update(kp)
+    yield from _duck_batches(url, statement, all_params, chunk_rows)
 
 
 def stream(url: str, sql: str, params: dict | None = None, chunk_rows: int = 50_000, *,

@@ -154,6 +154,23 @@ def _full(arr: pa.Array, pattern: str | None) -> np.ndarray:
     return pc.fill_null(pc.match_substring_regex(arr, pattern=f"^(?:{pattern})$"), False).to_numpy(zero_copy_only=False)
 
 
+def _digits(arr: pa.Array) -> pa.Array:
+    """Each string with everything but the ASCII digits removed (nulls become ""), on the raw UTF-8 buffer:
+    bytes 0x30-0x39 are never part of a multi-byte sequence."""
+    arr = pc.fill_null(arr, "")
+    if isinstance(arr, pa.ChunkedArray):
+        arr = arr.combine_chunks()
+    n = len(arr)
+    offsets = np.frombuffer(arr.buffers()[1], dtype=np.int32)[arr.offset:arr.offset + n + 1]
+    data = arr.buffers()[2]
+    raw = np.frombuffer(data, dtype=np.uint8) if data is not None else np.zeros(0, dtype=np.uint8)
+    raw = raw[offsets[0]:offsets[-1]]
+    keep = (raw >= 48) & (raw <= 57)
+    cum = np.concatenate([[0], np.cumsum(keep, dtype=np.int64)])
+    new_offsets = cum[offsets - offsets[0]].astype(np.int32)
+    return pa.StringArray.from_buffers(n, pa.py_buffer(new_offsets.tobytes()), pa.py_buffer(raw[keep].tobytes()))
+
+
 def _lengths(arr: pa.Array) -> np.ndarray:
     return pc.fill_null(pc.utf8_length(arr), 0).to_numpy(zero_copy_only=False).astype(np.int64)
 
@@ -254,7 +271,8 @@ def _known_type(nsn: pa.Array, lengths: np.ndarray, meta: _Meta) -> np.ndarray:
 
 
 
-def _fast(values: pa.Array, regions: np.ndarray, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def _fast(values: pa.Array, regions: tuple[np.ndarray, np.ndarray], rows: np.ndarray,
+          all_digits: pa.Array | None = None) -> tuple[np.ndarray, np.ndarray]:
     """E.164 for ``rows`` (indices into values, all of simple shape). Returns (handled mask, results)."""
     sub = values.take(pa.array(rows))
     n = len(rows)
@@ -262,8 +280,9 @@ def _fast(values: pa.Array, regions: np.ndarray, rows: np.ndarray) -> tuple[np.n
     result = np.full(n, None, dtype=object)
     stripped = pc.utf8_ltrim(sub, characters=" \t")
     plus = pc.fill_null(pc.starts_with(stripped, "+"), False).to_numpy(zero_copy_only=False)
-    digits = pc.replace_substring_regex(sub, pattern="[^0-9]", replacement="")
-    region_arr = regions[rows]
+    digits = all_digits.take(pa.array(rows)) if all_digits is not None else _digits(sub)
+    codes_of_rows = regions[0][rows]
+    names = regions[1]
 
     # Each row ends in: country code (0 = none), national number, metadata for the final stripping step.
     cc = np.zeros(n, dtype=np.int64)
@@ -294,11 +313,12 @@ def _fast(values: pa.Array, regions: np.ndarray, rows: np.ndarray) -> tuple[np.n
         handled[idx[short]] = True  # result None
 
     # 2. national or IDD-prefixed numbers, per region.
-    for region in np.unique(region_arr[~plus]) if (~plus).any() else []:
+    for code in np.unique(codes_of_rows[~plus]) if (~plus).any() else []:
+        region = names[code]
         meta = _region_meta(region)
         if meta is None:
             continue
-        sel_mask = (~plus) & (region_arr == region)
+        sel_mask = (~plus) & (codes_of_rows == code)
         idx = np.flatnonzero(sel_mask)
         d = take(sel_mask)
         lens = _lengths(d)
@@ -383,16 +403,18 @@ def _fast(values: pa.Array, regions: np.ndarray, rows: np.ndarray) -> tuple[np.n
 
 
 # ------------------------------------------------------------------ public
-def _regions(regions: pa.Array | None, n: int) -> np.ndarray:
+def _regions(regions: pa.Array | None, n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Upper-cased region per row as the scalar form does it (``(region or "").upper() or None``), computed
-    once per distinct value; "" where there is none."""
+    once per distinct value; "" where there is none. Returns (per-row names, per-row codes, names by code)."""
     if regions is None:
-        return np.full(n, "", dtype=object)
+        names = np.array([""], dtype=object)
+        codes = np.zeros(n, dtype=np.int64)
+        return names[codes], codes, names
     text = regions if pa.types.is_string(regions.type) else pc.cast(regions, pa.string())
     enc = pc.dictionary_encode(text)
-    upper = np.array([(v or "").upper() for v in enc.dictionary.to_pylist()] + [""], dtype=object)
-    codes = pc.fill_null(enc.indices, len(enc.dictionary)).to_numpy(zero_copy_only=False)
-    return upper[codes]
+    names = np.array([(v or "").upper() for v in enc.dictionary.to_pylist()] + [""], dtype=object)
+    codes = pc.fill_null(enc.indices, len(enc.dictionary)).to_numpy(zero_copy_only=False).astype(np.int64)
+    return names[codes], codes, names
 
 
 def e164_array(values: pa.Array, regions: pa.Array | None, *, check: int = SAMPLE) -> pa.Array:
@@ -408,18 +430,20 @@ def e164_array(values: pa.Array, regions: pa.Array | None, *, check: int = SAMPL
     if n == 0:
         return pa.array([], pa.string())
     text = values if pa.types.is_string(values.type) else pc.cast(values, pa.string())
-    region_np = _regions(regions, n)
+    region_np, region_codes, region_names = _regions(regions, n)
     shape = pc.fill_null(pc.match_substring_regex(text, pattern=SHAPE), False).to_numpy(zero_copy_only=False)
-    digit_count = _lengths(pc.replace_substring_regex(text, pattern="[^0-9]", replacement=""))
+    all_digits = _digits(text)
+    digit_count = _lengths(all_digits)
     shape &= (digit_count >= MIN_DIGITS) & (digit_count <= MAX_DIGITS) & (_lengths(text) <= MAX_INPUT)
-    for r in np.unique(region_np[shape]) if shape.any() else []:
+    for code in np.unique(region_codes[shape]) if shape.any() else []:
+        r = region_names[code]
         if not r or _region_meta(r) is None:
-            shape &= region_np != r
+            shape &= region_codes != code
     out = np.full(n, None, dtype=object)
     done = np.zeros(n, dtype=bool)
     rows = np.flatnonzero(shape)
     if len(rows):
-        handled, result = _fast(text, region_np, rows)
+        handled, result = _fast(text, (region_codes, region_names), rows, all_digits)
         out[rows[handled]] = result[handled]
         done[rows[handled]] = True
     rest = np.flatnonzero(~done)
