@@ -79,5 +79,4 @@ chromium:
 
 # The Celery executor's packages are not in requirements.txt (LocalExecutor is the default deployment here).
 celery-deps: setup
-	@$(PY) -c "import airflow.providers.celery, redis" 2>/dev/null || \
-	  $(VENV)/bin/uv pip install -q --python $(PY) -r scripts/celery-requirements.txt -c constraints.txt
+	$(VENV)/bin/uv pip install -q --python $(PY) -r scripts/celery-requirements.txt -c constraints.txt
