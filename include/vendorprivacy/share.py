@@ -303,8 +303,10 @@ def _distinct(keys: pa.ChunkedArray, chunk: int = 50_000):
 
 def _csv_records(staged: Path, feed: FeedSpec) -> Iterator[list]:
     """The staged CSV's rows as lists of strings (None for empty cells), streamed block by block."""
-    reader = pacsv.open_csv(staged, convert_options=pacsv.ConvertOptions(
-        column_types={f.name: pa.string() for f in feed.sent_fields}, strings_can_be_null=True))
+    reader = pacsv.open_csv(staged, parse_options=pacsv.ParseOptions(newlines_in_values=True),  # free text
+                            convert_options=pacsv.ConvertOptions(
+                                column_types={f.name: pa.string() for f in feed.sent_fields},
+                                strings_can_be_null=True))
     for batch in reader:
         columns = [c.to_pylist() for c in batch.columns]
         yield from (list(r) for r in zip(*columns))
