@@ -91,6 +91,15 @@ def _summary(run: FeedRun, status: str, **extra) -> dict:
             "logical_date": run.logical_date.isoformat(), "status": status, **extra}
 
 
+def excluded_subjects(run: FeedRun) -> set[str]:
+    """Who this feed may never carry: erased/suppressed people, and for sale/share feeds also people who
+    opted out of sale/sharing (kept apart from suppression so their orders still ship and get paid)."""
+    excluded = run.ledger.suppressed()
+    if "no_sale_share_opt_out" in run.feed.eligibility:
+        excluded |= run.ledger.opted_out()
+    return excluded
+
+
 # ------------------------------------------------------------------ stage 1: prepare
 def _prefetch(batches: Iterator[pa.RecordBatch], depth: int = 2) -> Iterator[pa.RecordBatch]:
     """Produce the next batches in a helper thread while this one is minimised (DuckDB and most Arrow
@@ -195,7 +204,7 @@ def prepare(run: FeedRun) -> dict:
     run.ledger.update_delivery(run.delivery_id, status="prepared", gate=None, error=None)  # new data, new gate
     started = time.perf_counter()
     timings = {"extract_s": 0.0, "filter_s": 0.0, "minimise_s": 0.0, "write_s": 0.0}
-    suppressed = pa.array(sorted(run.ledger.suppressed()), pa.string())
+    suppressed = pa.array(sorted(excluded_subjects(run)), pa.string())
     token_key = run.keys.vendor_token_key(run.vendor.vendor)
     params = {"window_start": run.window[0], "window_end": run.window[1]} if run.window else {}
     via_duckdb = run.feed.window == "snapshot" and source.duck_available(run.shop_url)
@@ -260,7 +269,7 @@ def gate(run: FeedRun) -> dict:
     previous = run.ledger.last_delivered(run.feed.id, before=run.logical_date)
     try:
         result = run_gate(run.feed, run.staging_dir / DATA, run.staging_dir / SUBJECTS, shop_url=run.shop_url,
-                          run_date=run.logical_date, suppressed=run.ledger.suppressed(),
+                          run_date=run.logical_date, suppressed=excluded_subjects(run),
                           previous_row_count=previous.row_count if previous else None)
     except Exception as e:  # an error in the gate is a failed gate, never a pass
         run.ledger.update_delivery(run.delivery_id, status="gate_failed", gate={"passed": False},
@@ -333,6 +342,13 @@ def deliver(run: FeedRun) -> dict:
     plaintext_sha = _sha256(staged)
     if plaintext_sha != gate_result.get("validated_sha256"):
         raise DeliveryRefused(f"feed {run.feed.id} delivery {run.delivery_id}: the staged file is not the one the gate passed; nothing sent")
+    # An erasure or opt-out may have landed after prepare: such a file must not leave (the next prepare drops them).
+    late = pc.sum(pc.is_in(subjects.column("subject_key"), value_set=pa.array(sorted(excluded_subjects(run)), pa.string()))).as_py()
+    if late:
+        run.ledger.update_delivery(run.delivery_id, status="prepared", gate=None,
+                                   error=f"{late} row(s) for people suppressed after prepare; re-run the feed")
+        raise DeliveryRefused(f"feed {run.feed.id} delivery {run.delivery_id}: {late} row(s) are about people suppressed "
+                              "or opted out after this file was prepared; nothing sent, re-run the feed")
     transport = _transport(run.vendor)
     timings["verify_s"] = time.perf_counter() - t
     try:

@@ -318,3 +318,32 @@ def test_unreachable_vendor_fails_clearly(vendor_id, feed_id, shop, ledger, stag
     assert conn_id in str(e.value)
     assert ledger.get_delivery(run.delivery_id).status == "failed"
     assert run.delivery_id not in sandbox.deliveries(vendor_id)
+
+
+# ---------------------------------------------------------------- erasures and opt-outs reach the feeds
+def test_opted_out_person_leaves_advertising_feeds_but_still_gets_service(shop, ledger, staging, sandbox, people):
+    cid = next(c for c, p in people.items() if may_advertise(p) and p["marketing_opt_in"])
+    key = KEYS.subject_key_of(cid)
+    ledger.record_opt_out([key], request_ref="T-OPTOUT")
+    day = RUN_DAY + dt.timedelta(days=30)
+    ads = feed_run(shop, ledger, staging, "adgrid_customer_match", day)
+    mail = feed_run(shop, ledger, staging, "mailwave_subscribers", day)
+    run_all_stages(ads, sandbox)
+    run_all_stages(mail, sandbox)
+    assert sha(people[cid]["email"].strip().lower()) not in {r["email_sha256"] for r in held(sandbox, ads)}
+    assert people[cid]["email"].strip().lower() in {r["email"] for r in held(sandbox, mail)}
+
+
+def test_suppression_after_prepare_stops_the_delivery(shop, ledger, staging, sandbox, people):
+    day = RUN_DAY + dt.timedelta(days=31)
+    run = feed_run(shop, ledger, staging, "socialreach_custom_audience", day)
+    prepare(run)
+    gate(run)
+    cid = next(c for c, p in people.items() if may_advertise(p) and c % 7 == 3)
+    ledger.suppress([KEYS.subject_key_of(cid)], reason="erasure", request_ref="T-LATE")  # erasure lands now
+    with pytest.raises(DeliveryRefused, match="suppressed or opted out after"):
+        deliver(run)
+    sandbox.ingest("socialreach")
+    assert run.delivery_id not in sandbox.deliveries("socialreach")
+    assert run_all_stages(run, sandbox)["status"] == "delivered"  # re-run: prepared again without them
+    assert sha(tagless(people[cid]["email"])) not in {r["email_sha256"] for r in held(sandbox, run)}
