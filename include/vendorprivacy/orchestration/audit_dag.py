@@ -16,6 +16,7 @@ from __future__ import annotations
 import datetime as dt
 
 from airflow.sdk import DAG, Param, get_current_context, task
+from vendorprivacy.orchestration.defaults import default_args as shared_default_args
 
 START = dt.datetime(2026, 1, 1, tzinfo=dt.timezone.utc)
 OWNER = "privacy-team"
@@ -86,14 +87,9 @@ def _ctx(context=None):
 def build_audit_dag(*, dag_id: str = "nightly_minimisation_audit", schedule: str | None = SCHEDULE) -> DAG:
     from vendorprivacy.audit.notify import AuditNotifier
 
-    default_args = {
-        "owner": OWNER,
-        "retries": 2,
-        "retry_delay": dt.timedelta(minutes=5),
-        "retry_exponential_backoff": True,
-        "max_retry_delay": dt.timedelta(minutes=30),
-        "execution_timeout": dt.timedelta(minutes=30),
-    }
+    default_args = shared_default_args(OWNER, retries=2, retry_delay=dt.timedelta(minutes=5),
+                                       max_retry_delay=dt.timedelta(minutes=30),
+                                       execution_timeout=dt.timedelta(minutes=30))
     with DAG(
         dag_id=dag_id,
         description="Nightly minimisation audit: deliveries vs register and notice, schema/register/consent drift, "

@@ -23,6 +23,8 @@ from airflow.providers.standard.operators.hitl import ApprovalOperator
 from airflow.sdk import (DAG, DeadlineAlert, DeadlineReference, Param, PokeReturnValue, SyncCallback,
                          get_current_context, task)
 
+from vendorprivacy.orchestration.defaults import default_args as shared_default_args
+
 START = dt.datetime(2026, 1, 1, tzinfo=dt.timezone.utc)
 OWNER = "privacy-team"
 DEFAULT_APPROVAL_THRESHOLD = 50
@@ -111,14 +113,9 @@ def build_erasure_dag(*, dag_id: str = "erasure_propagation", poke_interval: flo
                       approval_timeout: dt.timedelta = dt.timedelta(days=3), deadline_alert: bool = True) -> DAG:
     """`deadline_alert=False` leaves out the run-level DeadlineAlert: Airflow 3.3.2's dag.test() fails when a
     run with a deadline succeeds (it looks the alerts up by their serialized form instead of their ids)."""
-    default_args = {
-        "owner": OWNER,
-        "retries": 3,
-        "retry_delay": dt.timedelta(minutes=2),
-        "retry_exponential_backoff": True,
-        "max_retry_delay": dt.timedelta(hours=1),
-        "execution_timeout": dt.timedelta(minutes=60),
-    }
+    default_args = shared_default_args(OWNER, retries=3, retry_delay=dt.timedelta(minutes=2),
+                                       max_retry_delay=dt.timedelta(hours=1),
+                                       execution_timeout=dt.timedelta(minutes=60))
     with DAG(
         dag_id=dag_id,
         description="Erasure and opt-out requests: suppress, notify every vendor, track answers, write evidence",

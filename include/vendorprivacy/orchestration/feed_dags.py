@@ -6,6 +6,7 @@ import datetime as dt
 from airflow.sdk import DAG, get_current_context, task
 
 from vendorprivacy.policy import FeedSpec, Vendor, load_register
+from vendorprivacy.orchestration.defaults import default_args as shared_default_args
 
 START = dt.datetime(2026, 1, 1, tzinfo=dt.timezone.utc)
 
@@ -34,15 +35,11 @@ def _run(feed_id: str):
 
 
 def build_feed_dag(vendor: Vendor, feed: FeedSpec) -> DAG:
-    default_args = {
-        "owner": vendor.owner,
-        "retries": feed.retries,
-        "retry_delay": dt.timedelta(minutes=feed.retry_delay_minutes),
-        "retry_exponential_backoff": True,
-        "max_retry_delay": dt.timedelta(hours=1),
-        "execution_timeout": dt.timedelta(minutes=feed.execution_timeout_minutes),
-        "pool": f"vendor_{vendor.vendor}",
-    }
+    default_args = shared_default_args(vendor.owner, retries=feed.retries,
+                                       retry_delay=dt.timedelta(minutes=feed.retry_delay_minutes),
+                                       max_retry_delay=dt.timedelta(hours=1),
+                                       execution_timeout=dt.timedelta(minutes=feed.execution_timeout_minutes),
+                                       pool=f"vendor_{vendor.vendor}")
     with DAG(
         dag_id=f"share_{feed.id}",
         description=f"{vendor.name}: {feed.id}",
