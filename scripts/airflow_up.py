@@ -373,7 +373,8 @@ class Stack:
 
     def _start_sandbox(self) -> None:
         log("sandbox vendors (OpenSSH sftp, moto S3, HTTPS vendor API)")
-        proc = self._spawn("sandbox", [sys.executable, "-m", "sandbox", "up", "--state-dir", str(self.state_dir / "sandbox")],
+        proc = self._spawn("sandbox", [sys.executable, str(ROOT / "scripts" / "sandbox_serve.py"),
+                                       "--state-dir", str(self.state_dir / "sandbox")],
                            {**os.environ, MARKER: str(self.state_dir)}, stdout=self.state_dir / "sandbox.env")
         deadline = time.monotonic() + 90
         while "sandbox up in" not in (self.log_dir / "sandbox.log").read_text(errors="replace"):
