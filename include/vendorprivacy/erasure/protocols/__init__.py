@@ -9,6 +9,7 @@ is in ``base``; file formats are documented in ``files``, ``sftp_ack``, ``s3_rem
 Only ``base`` is imported here: transports, gpg and cryptography load when a protocol is used.
 """
 
+from vendorprivacy.erasure.protocols import base as _base
 from vendorprivacy.erasure.protocols.base import (
     IDENTIFIER_TYPES,
     REGULATIONS,
@@ -33,20 +34,7 @@ _LAZY = {
     "status_to_outcome": "vendorprivacy.erasure.protocols.opendsr",
 }
 
-__all__ = [
-    "ErasureItem",
-    "Outcome",
-    "SubmitReceipt",
-    "ErasureProtocol",
-    "AnswerRejected",
-    "protocol_for",
-    "STATUSES",
-    "TERMINAL_STATUSES",
-    "REGULATIONS",
-    "REQUEST_TYPES",
-    "IDENTIFIER_TYPES",
-    *_LAZY,
-]
+__all__ = [*_base.__all__, *_LAZY]  # the interface itself, then what loads on first use
 
 
 def __getattr__(name: str):
