@@ -312,7 +312,11 @@ def _distinct(keys: pa.ChunkedArray, chunk: int = 50_000):
 
 def _csv_records(staged: Path, feed: FeedSpec) -> Iterator[list]:
     """The staged CSV's rows as lists of strings (None for empty cells), streamed block by block."""
-    reader = pacsv.open_csv(staged, parse_options=pacsv.ParseOptions(newlines_in_values=True),  # free text
+    # A row must fit in one block. The register caps free text ('length', checked by the gate), so the
+    # longest possible row is known: up to 4 bytes a character, doubled for CSV quote escaping.
+    longest_row = sum(8 * (f.length or 1024) for f in feed.sent_fields)
+    reader = pacsv.open_csv(staged, read_options=pacsv.ReadOptions(block_size=max(1 << 20, 2 * longest_row)),
+                            parse_options=pacsv.ParseOptions(newlines_in_values=True),  # free text
                             convert_options=pacsv.ConvertOptions(
                                 column_types={f.name: pa.string() for f in feed.sent_fields},
                                 strings_can_be_null=True))

@@ -116,6 +116,36 @@ def test_truncate_and_drop():
     assert [f.length for f in fraud.fields if f.name == "postcode_prefix"] == [3]
 
 
+def test_free_text_is_cut_to_the_register_length_after_scrubbing():
+    _, reviews = load_register().feed("reviewhub_reviews")
+    cap = next(f.length for f in reviews.fields if f.name == "body")
+    body = "=1+1 write to ana.k@shop.example " + "é" * (cap * 3)
+    batch = pa.RecordBatch.from_pydict({
+        "customer_id": [1], "review_id": [7], "sku": ["S1"], "rating": [5], "title": [None], "body": [body],
+        "has_photo": [False], "created_at": ["2026-10-31 10:00:00"], "first_name": ["Ann"], "last_name": ["Kowalska"],
+        "email": ["ana.k@shop.example"]})
+    out = minimise_batch(reviews, batch, b"key").column("body")[0].as_py()
+    assert len(out) == cap and out.startswith("'=1+1 write to [email removed] éé")
+
+
+def test_staged_csv_rows_longer_than_a_default_block_are_read_back(tmp_path):
+    """pyarrow reads CSV in 1 MiB blocks and cannot split a row across two; deliver sizes the block from the
+    register's caps, so a free-text cell of 3 MB (allowed by a 1,500,000-character cap) is read whole."""
+    import pyarrow.csv as pacsv
+
+    from vendorprivacy.share import _csv_records
+
+    _, reviews = load_register().feed("reviewhub_reviews")
+    fields = [f.model_copy(update={"length": 1_500_000}) if f.name == "body" else f for f in reviews.fields]
+    feed = reviews.model_copy(update={"fields": fields})
+    names = [f.name for f in feed.sent_fields]
+    big = "é" * 1_500_000
+    table = pa.table({n: [big if n == "body" else f"{n}-{i}" for i in range(3)] for n in names})
+    pacsv.write_csv(table, tmp_path / "data.csv")
+    rows = list(_csv_records(tmp_path / "data.csv", feed))
+    assert len(rows) == 3 and all(r[names.index("body")] == big for r in rows)
+
+
 def test_born_by_handles_leap_day():
     assert born_by(dt.date(2028, 2, 29), 13) == dt.date(2015, 2, 28)
     assert born_by(dt.date(2026, 11, 1), 16) == dt.date(2010, 11, 1)

@@ -80,6 +80,12 @@ def test_phone_transform_without_region_is_rejected(policy):
         load_register(policy)
 
 
+def test_free_text_without_a_length_cap_is_rejected(policy):
+    edit(policy, "reviewhub", lambda d: field(d, 0, "body").pop("length"))
+    with pytest.raises(PolicyError, match="field 'body'.*'length' goes with transforms 'truncate' and 'text'"):
+        load_register(policy)
+
+
 def test_lint_rejects_undeclared_category(policy):
     def add_ip(d):
         d["feeds"][0]["fields"].append({"name": "ip", "source": "ip_address", "category": "user.device.ip_address",

@@ -323,9 +323,10 @@ def test_formula_leading_review_body_fails_text_check(tmp_path, shop, reviewhub)
     rows[5]["body"] = "'=SUM(A1:A9) is how I rate it"  # neutralised: fine
     rows[6]["title"] = "write to me: ana.k@shop.example"
     rows[7]["reviewer_last_initial"] = "Kowalska"
+    rows[8]["body"] = "long " * 5_000  # over the register's 10,000 characters: not minimised, must not pass
     result = gate(reviewhub, *stage(tmp_path, rows, CLEAN), shop)
     assert failed_checks(result) == {("formula_lead", "body"), ("email_in_text", "title"),
-                                     ("truncate", "reviewer_last_initial")}
+                                     ("truncate", "reviewer_last_initial"), ("text_length", "body")}
     assert "ana.k@shop.example" not in json.dumps(result.to_dict()) + result.message()
 
 

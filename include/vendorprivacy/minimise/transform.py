@@ -30,8 +30,8 @@ def apply_field(field: FieldSpec, batch: pa.RecordBatch, hmac_key: bytes | None)
         return e164 if field.plus else pc.utf8_ltrim(e164, characters="+")
     if t == "truncate":
         return pc.utf8_slice_codeunits(pc.utf8_trim_whitespace(_as_text(col)), 0, field.length)
-    if t == "text":
-        return neutralise_array(_as_text(col))
+    if t == "text":  # scrubbed first, then cut: a cut never exposes part of an address
+        return pc.utf8_slice_codeunits(neutralise_array(_as_text(col)), 0, field.length)
     normalised = n.normalise_array(field.normaliser, col, regions)
     if t == "sha256":
         return n.sha256_array(normalised)

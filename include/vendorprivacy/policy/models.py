@@ -91,7 +91,7 @@ class FieldSpec(Strict):
     category: Category
     transform: Transform
     normaliser: Normaliser | None = None  # sha256 / hmac: how the value is normalised before hashing
-    length: int | None = Field(default=None, gt=0)  # truncate
+    length: int | None = Field(default=None, gt=0)  # truncate, text: at most this many characters
     plus: bool = True                     # e164: with or without the leading '+'
     country_source: str | None = None     # e164 / phone normalisers: column with the ISO region
     nullable: bool = False
@@ -107,8 +107,10 @@ class FieldSpec(Strict):
             raise ValueError(f"transform '{self.transform}' needs a normaliser")
         if not needs_norm and self.normaliser is not None:
             raise ValueError(f"transform '{self.transform}' takes no normaliser")
-        if (self.transform == "truncate") != (self.length is not None):
-            raise ValueError("'length' goes with transform 'truncate' and only with it")
+        # Free text is capped too: how much of it a vendor needs is part of the declaration, and an unbounded
+        # cell (a 2 MB review) must not reach a vendor whole.
+        if (self.transform in ("truncate", "text")) != (self.length is not None):
+            raise ValueError("'length' goes with transforms 'truncate' and 'text' (required there) and only with them")
         phone = self.transform == "e164" or self.normaliser in PHONE_NORMALISERS
         if phone and not self.country_source:
             raise ValueError("phone transforms need 'country_source' (the column with the ISO region)")

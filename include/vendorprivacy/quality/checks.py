@@ -81,6 +81,8 @@ def feed_checks(feed: "FeedSpec") -> list[Check]:
             checks.append(Check("ExpectColumnValuesToMatchRegex", "email_normalised", f.name,
                                 {"regex": EMAIL_NORMALISED}))
         elif f.transform == "text":
+            checks.append(Check("ExpectColumnValueLengthsToBeBetween", "text_length", f.name,
+                                {"max_value": f.length}))
             checks.append(Check("ExpectColumnValuesToNotMatchRegex", "formula_lead", f.name,
                                 {"regex": FORMULA_LEAD}))
             checks.append(Check("ExpectColumnValuesToNotMatchRegex", "email_in_text", f.name,
