@@ -12,14 +12,19 @@ export AIRFLOW__CORE__LOAD_EXAMPLES := False
 export AIRFLOW__DATABASE__SQL_ALCHEMY_CONN := sqlite:///$(STATE)/airflow/airflow.db
 export GX_ANALYTICS_ENABLED := False
 
-.PHONY: demo test setup system lint clean
+.PHONY: demo test check setup system lint clean
 
 ## demo: set up, build the shop, check the register, run every feed against the sandbox vendors
 demo: setup
 	$(PY) -m sandbox.demo --state-dir $(STATE)
 
-## test: set up, then run the whole test suite
+## test: set up, then the whole test suite, then the end-to-end tests against a running Airflow (what CI runs)
 test: setup
+	$(PY) -m pytest -q
+	$(MAKE) --no-print-directory e2e
+
+## check: the test suite without the end-to-end run (quicker while developing)
+check: setup
 	$(PY) -m pytest -q
 
 setup: system $(VENV)/.installed

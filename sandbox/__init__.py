@@ -41,6 +41,7 @@ __all__ = ["Sandbox", "VendorSpec", "DEFAULT_VENDORS", "SANDBOX_KEYS_DIR", "POLI
 _ROOT = Path(__file__).resolve().parent.parent
 SANDBOX_KEYS_DIR = Path(__file__).resolve().parent / "keys"  # committed sandbox-only secret keys
 POLICY_KEYS_DIR = _ROOT / "include" / "policy" / "keys"  # the matching public keys
+STAGING_BUCKET, STAGING_CONN_ID = "vendorprivacy-staging", "vendorprivacy_staging"
 
 
 def conn_env_var(conn_id: str) -> str:
@@ -79,7 +80,9 @@ class Sandbox:
         self.erasure_poll_interval = erasure_poll_interval
         self.opendsr_settings = {"delay": opendsr_delay, "tick": opendsr_tick}
         self.sshd = SshdServer(self.state_dir)
-        self.s3 = MotoS3Server(self.state_dir, buckets=[v.bucket for v in self.of("s3")])
+        # Besides the S3 vendors' buckets, one the pipeline stages through when its tasks run on different
+        # workers (not a vendor: the company's own bucket, here on the same S3 API).
+        self.s3 = MotoS3Server(self.state_dir, buckets=[v.bucket for v in self.of("s3")] + [STAGING_BUCKET])
         self.vendor_api: Any = None  # VendorApiServer, built in start() once TLS material exists
         self.startup_seconds: float | None = None
         self._saved_env: dict[str, str | None] | None = None
@@ -216,8 +219,16 @@ class Sandbox:
         return self.vendor_api.connection(spec.vendor)
 
     def airflow_env(self) -> dict[str, str]:
-        """``AIRFLOW_CONN_<CONN_ID>`` -> Airflow JSON connection, for every vendor conn_id."""
-        return {conn_env_var(v.conn_id): json.dumps(self.connection(v.conn_id)) for v in self.vendors}
+        """``AIRFLOW_CONN_<CONN_ID>`` -> Airflow JSON connection, for every vendor conn_id, plus the shared
+        staging bucket's connection when the S3 server runs."""
+        env = {conn_env_var(v.conn_id): json.dumps(self.connection(v.conn_id)) for v in self.vendors}
+        if self.of("s3"):
+            env[conn_env_var(STAGING_CONN_ID)] = json.dumps(self.s3.connection())
+        return env
+
+    def staging_url(self) -> str:
+        """``VENDORPRIVACY_STAGING_URL`` for the shared staging bucket (see vendorprivacy.staging)."""
+        return f"s3://{STAGING_CONN_ID}@{STAGING_BUCKET}/feeds"
 
     def apply_env(self) -> dict[str, str]:
         """Put ``airflow_env()`` into ``os.environ`` (re-callable, e.g. after a host-key rotation)."""
@@ -243,7 +254,12 @@ class Sandbox:
         return VendorStore(store_path(self.state_dir, vendor), vendor=vendor)
 
     def ingest(self, vendor: str | None = None):
-        """Load complete file deliveries (sftp/s3) into the vendors' stores; returns an IngestReport."""
+        """Load complete file deliveries (sftp/s3) into the vendors' stores; returns an IngestReport.
+        Never while the vendors are answering erasure requests (they would miss what is being loaded)."""
+        with self._erasure_lock:
+            return self._ingest(vendor)
+
+    def _ingest(self, vendor: str | None):
         from sandbox.stores import IngestReport, ingest_bucket, ingest_folder
 
         report = IngestReport()

@@ -19,6 +19,9 @@ def main(argv: list[str] | None = None) -> int:
                     help="how often file vendors answer erasure requests in the background (0: never)")
     up.add_argument("--opendsr-delay-seconds", type=float, default=0.0,
                     help="how long an OpenDSR request waits before the vendor processes it")
+    up.add_argument("--ingest-seconds", type=float, default=3.0,
+                    help="how often file vendors (SFTP, S3) load complete deliveries into their stores, as a real "
+                         "vendor processes its inbox, so erasure requests find what was delivered (0: never)")
     args = parser.parse_args(argv)
 
     from sandbox import Sandbox
@@ -30,11 +33,17 @@ def main(argv: list[str] | None = None) -> int:
                  opendsr_delay=args.opendsr_delay_seconds) as sb:
         for key, value in sb.airflow_env().items():
             print(f"export {key}={shlex.quote(value)}")
+        print(f"export VENDORPRIVACY_STAGING_URL={shlex.quote(sb.staging_url())}")
         print(f"# sandbox up in {sb.startup_seconds:.2f}s; state in {sb.state_dir}; Ctrl-C to stop",
               file=sys.stderr, flush=True)
         sys.stdout.flush()
-        while not stop.wait(0.5):
-            pass
+        while not stop.wait(args.ingest_seconds or 0.5):
+            if not args.ingest_seconds:
+                continue
+            try:
+                sb.ingest()
+            except Exception as e:  # noqa: BLE001 - one bad file must not stop the vendors
+                print(f"# ingest: {type(e).__name__}: {e}", file=sys.stderr, flush=True)
     return 0
 
 

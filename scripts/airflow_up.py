@@ -301,6 +301,8 @@ class Stack:
         if name == "api-server":
             argv = py + ["api-server", "--host", "127.0.0.1", "--port", str(self.port), "--workers", "1"]
         elif name.startswith("worker-"):
+            if env.get("VENDORPRIVACY_STAGING_URL"):  # each worker its own disk, as on separate machines
+                env = {**env, "VENDORPRIVACY_STAGING_DIR": str(self.staging_dir / name)}
             argv = py + ["celery", "worker", "--concurrency", "2", "--celery-hostname", f"{name}@%h",
                          "--queues", env["AIRFLOW__OPERATORS__DEFAULT_QUEUE"], "--skip-serve-logs"]
         else:
@@ -373,8 +375,7 @@ class Stack:
 
     def _start_sandbox(self) -> None:
         log("sandbox vendors (OpenSSH sftp, moto S3, HTTPS vendor API)")
-        proc = self._spawn("sandbox", [sys.executable, str(ROOT / "scripts" / "sandbox_serve.py"),
-                                       "--state-dir", str(self.state_dir / "sandbox")],
+        proc = self._spawn("sandbox", [sys.executable, "-m", "sandbox", "up", "--state-dir", str(self.state_dir / "sandbox")],
                            {**os.environ, MARKER: str(self.state_dir)}, stdout=self.state_dir / "sandbox.env")
         deadline = time.monotonic() + 90
         while "sandbox up in" not in (self.log_dir / "sandbox.log").read_text(errors="replace"):

@@ -15,6 +15,7 @@ import shutil
 import threading
 import time
 import uuid
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
@@ -33,6 +34,7 @@ from .ledger import Ledger
 from .minimise.eligibility import eligible_among_query, eligible_ids_query
 from .minimise.transform import minimise_batch, output_schema
 from .policy import FeedSpec, Vendor, key_path
+from .staging import SharedStaging
 
 DELIVERY_NAMESPACE = uuid.UUID("6f1c1d2e-3b5a-4c47-9a7e-0d5e8f4a9b10")
 DATA, SUBJECTS = "data.csv", "subjects.arrow"
@@ -52,6 +54,7 @@ class FeedRun:
     staging_root: Path
     keys: Keys
     chunk_rows: int = 50_000
+    shared: SharedStaging | None = None  # set when prepare, gate and deliver may run on different machines
 
     @property
     def delivery_id(self) -> str:
@@ -63,8 +66,12 @@ class FeedRun:
         return f"{self.feed.id}_{self.logical_date:%Y%m%d}_{self.delivery_id[:8]}.{ext}"
 
     @property
+    def staging_key(self) -> str:
+        return f"{self.feed.id}/{self.logical_date.isoformat()}"
+
+    @property
     def staging_dir(self) -> Path:
-        return self.staging_root / self.feed.id / self.logical_date.isoformat()
+        return self.staging_root / self.staging_key
 
     @property
     def window(self) -> tuple[dt.datetime, dt.datetime] | None:
@@ -253,9 +260,28 @@ def prepare(run: FeedRun) -> dict:
             timings["write_s"] += t - t2
     os.replace(tmp_data, out_dir / DATA)
     os.replace(tmp_subjects, out_dir / SUBJECTS)
+    staged = str(out_dir)
+    if run.shared:
+        run.shared.publish(run.staging_key, out_dir, (DATA, SUBJECTS))
+        shutil.rmtree(out_dir, ignore_errors=True)
+        staged = run.shared.url(run.staging_key)
     _record_timings(run, "prepare", reader="duckdb" if via_duckdb else "sqlalchemy",
                     **{k: round(v, 3) for k, v in timings.items()})
-    return _summary(run, "prepared", staged=str(out_dir), seconds=round(time.perf_counter() - started, 3), **counts)
+    return _summary(run, "prepared", staged=staged, seconds=round(time.perf_counter() - started, 3), **counts)
+
+
+@contextmanager
+def _staged(run: FeedRun) -> Iterator[Path]:
+    """The staged files on this machine for the length of a stage. From a shared store they are fetched
+    first and removed afterwards, pass or fail: plaintext does not linger on a worker (a retry fetches again)."""
+    if run.shared is None:
+        yield run.staging_dir
+        return
+    try:
+        run.shared.fetch(run.staging_key, run.staging_dir, (DATA, SUBJECTS))
+        yield run.staging_dir
+    finally:
+        shutil.rmtree(run.staging_dir, ignore_errors=True)
 
 
 # ------------------------------------------------------------------ stage 2: gate
@@ -268,14 +294,17 @@ def gate(run: FeedRun) -> dict:
         return _summary(run, "already_delivered")
     previous = run.ledger.last_delivered(run.feed.id, before=run.logical_date)
     try:
-        result = run_gate(run.feed, run.staging_dir / DATA, run.staging_dir / SUBJECTS, shop_url=run.shop_url,
-                          run_date=run.logical_date, suppressed=excluded_subjects(run),
-                          previous_row_count=previous.row_count if previous else None)
+        with _staged(run) as staged:
+            result = run_gate(run.feed, staged / DATA, staged / SUBJECTS, shop_url=run.shop_url,
+                              run_date=run.logical_date, suppressed=excluded_subjects(run),
+                              previous_row_count=previous.row_count if previous else None)
+            # The verdict is bound to these exact files: deliver refuses any other.
+            verdict = {**result.to_dict(), "validated_sha256": _sha256(staged / DATA),
+                       "validated_subjects_sha256": _sha256(staged / SUBJECTS)}
     except Exception as e:  # an error in the gate is a failed gate, never a pass
         run.ledger.update_delivery(run.delivery_id, status="gate_failed", gate={"passed": False},
                                    error=f"gate error: {type(e).__name__}")
         raise
-    verdict = {**result.to_dict(), "validated_sha256": _sha256(run.staging_dir / DATA)}
     run.ledger.update_delivery(run.delivery_id, gate=verdict,
                                status="prepared" if result.passed else "gate_failed",
                                error=None if result.passed else result.message())
@@ -327,25 +356,40 @@ def _csv_records(staged: Path, feed: FeedSpec) -> Iterator[list]:
 
 def deliver(run: FeedRun) -> dict:
     """Encrypt (file vendors) and deliver the gated file, then record it in the ledger with its subjects."""
-    from .crypto import encrypt_file
-
     existing = run.ledger.get_delivery(run.delivery_id)
     if existing is None:
         raise DeliveryRefused(f"delivery {run.delivery_id} of feed {run.feed.id} was never prepared")
     if existing.status == "delivered":
+        _remove_staged(run)  # a retry after a failed clean-up finishes it
         return _summary(run, "already_delivered", rows=existing.row_count, sha256=existing.sha256)
     gate_result = run.ledger.gate_of(run.delivery_id)  # the gate's verdict from the ledger, not from XCom
     if not (gate_result and gate_result.get("passed")):
         raise DeliveryRefused(f"feed {run.feed.id} delivery {run.delivery_id}: the quality gate has not passed; nothing sent")
+    with _staged(run) as staged:
+        summary = _deliver_staged(run, staged, gate_result)
+    _remove_staged(run)
+    return summary
+
+
+def _remove_staged(run: FeedRun) -> None:
+    """Plaintext personal data does not linger once delivered: not on this machine, not in the shared store."""
+    shutil.rmtree(run.staging_dir, ignore_errors=True)
+    if run.shared:
+        run.shared.discard(run.staging_key)
+
+
+def _deliver_staged(run: FeedRun, staged_dir: Path, gate_result: dict) -> dict:
+    from .crypto import encrypt_file
 
     timings = {"verify_s": 0.0, "encrypt_s": 0.0, "upload_s": 0.0, "ledger_s": 0.0}
     t = time.perf_counter()
-    staged = run.staging_dir / DATA
-    subjects = ipc.open_file(run.staging_dir / SUBJECTS).read_all()
-    rows = subjects.num_rows
+    staged = staged_dir / DATA
     plaintext_sha = _sha256(staged)
-    if plaintext_sha != gate_result.get("validated_sha256"):
-        raise DeliveryRefused(f"feed {run.feed.id} delivery {run.delivery_id}: the staged file is not the one the gate passed; nothing sent")
+    subjects_sha = gate_result.get("validated_subjects_sha256")
+    if plaintext_sha != gate_result.get("validated_sha256") or (subjects_sha and subjects_sha != _sha256(staged_dir / SUBJECTS)):
+        raise DeliveryRefused(f"feed {run.feed.id} delivery {run.delivery_id}: the staged files are not the ones the gate passed; nothing sent")
+    subjects = ipc.open_file(staged_dir / SUBJECTS).read_all()
+    rows = subjects.num_rows
     # An erasure or opt-out may have landed after prepare: such a file must not leave (the next prepare drops them).
     late = pc.sum(pc.is_in(subjects.column("subject_key"), value_set=pa.array(sorted(excluded_subjects(run)), pa.string()))).as_py()
     if late:
@@ -358,7 +402,7 @@ def deliver(run: FeedRun) -> dict:
     try:
         if run.vendor.encryption.method == "pgp":
             t = time.perf_counter()
-            sealed = run.staging_dir / run.file_name
+            sealed = staged_dir / run.file_name
             encrypt_file(staged, sealed, key_path(run.vendor))
             sha, size = _sha256(sealed), sealed.stat().st_size
             timings["encrypt_s"] = time.perf_counter() - t
@@ -381,7 +425,6 @@ def deliver(run: FeedRun) -> dict:
     run.ledger.mark_delivered(run.delivery_id, _distinct(subjects.column("subject_key")),
                               row_count=rows, sha256=receipt.sha256, bytes=receipt.bytes,
                               remote_path=receipt.remote_path, plaintext_sha256=plaintext_sha)
-    shutil.rmtree(run.staging_dir, ignore_errors=True)  # plaintext personal data does not linger on disk
     timings["ledger_s"] = time.perf_counter() - t
     _record_timings(run, "deliver", **{k: round(v, 3) for k, v in timings.items()})
     return _summary(run, "delivered", rows=rows, bytes=receipt.bytes, sha256=receipt.sha256,

@@ -91,7 +91,9 @@ def stack(e2e_state, vendors):
 
     tag = "celery" if EXECUTOR == "CeleryExecutor" else "local"
     st = Stack(e2e_state / "stack", db=f"vp_e2e_{tag}", ledger_db=f"vp_e2e_{tag}_ledger", port=None,
-               executor=EXECUTOR, celery_workers=2, sandbox_env=vendors.airflow_env(), die_with_parent=True)
+               executor=EXECUTOR, celery_workers=2, die_with_parent=True,
+               # staged files go through the shared staging bucket, as they must when workers are separate machines
+               sandbox_env={**vendors.airflow_env(), "VENDORPRIVACY_STAGING_URL": vendors.staging_url()})
     with timed(f"stack up ({EXECUTOR})"):
         st.start(timeout=480)
     try:

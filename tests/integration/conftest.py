@@ -55,6 +55,21 @@ def module_sandbox(tmp_path_factory) -> Iterator[Sandbox]:
         sb.stop()  # restores os.environ (the session sandbox's connections come back)
 
 
+@pytest.fixture(scope="module")
+def module_ledger():
+    """A PostgreSQL ledger of the module's own (a fresh schema in the `test` database, dropped afterwards)."""
+    import sqlalchemy as sa
+    from vendorprivacy.ledger import Ledger
+
+    url, schema = "postgresql+psycopg2://postgres@127.0.0.1:5432/test", f"it_{uuid.uuid4().hex[:10]}"
+    led = Ledger(url, schema=schema)
+    led.migrate()
+    yield led
+    led.engine.dispose()
+    with sa.create_engine(url).begin() as conn:
+        conn.execute(sa.text(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE'))
+
+
 @pytest.fixture
 def unique() -> Callable[[str], str]:
     """``unique("feed")`` -> ``feed_3f2a9c1d``: names that cannot collide across tests."""

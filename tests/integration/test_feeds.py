@@ -7,16 +7,13 @@ import datetime as dt
 import hashlib
 import json
 import sqlite3
-import uuid
 from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.csv as pacsv
 import pytest
-import sqlalchemy as sa
 
 from vendorprivacy.keys import Keys
-from vendorprivacy.ledger import Ledger
 from vendorprivacy.policy import load_register
 from vendorprivacy.quality import GateFailed
 from vendorprivacy.share import DeliveryRefused, FeedRun, deliver, gate, prepare
@@ -24,7 +21,6 @@ from vendorprivacy.shop.generate import generate_shop
 
 RUN_DAY = dt.date(2026, 11, 1)
 KEYS = Keys(b"it-token-key", b"it-subject-key")
-PG = "postgresql+psycopg2://postgres@127.0.0.1:5432/test"
 REGISTER = load_register()
 ADS = ("adgrid", "socialreach")
 
@@ -47,13 +43,8 @@ def shop(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def ledger():
-    schema = f"it_{uuid.uuid4().hex[:10]}"
-    led = Ledger(PG, schema=schema)
-    led.migrate()
-    yield led
-    with sa.create_engine(PG).begin() as conn:
-        conn.execute(sa.text(f'DROP SCHEMA "{schema}" CASCADE'))
+def ledger(module_ledger):
+    return module_ledger
 
 
 @pytest.fixture(scope="module")

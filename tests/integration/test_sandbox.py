@@ -56,7 +56,9 @@ def test_airflow_env_covers_every_vendor_and_provider_hooks_resolve_it(sandbox):
     from airflow.providers.sftp.hooks.sftp import SFTPHook
 
     env = sandbox.airflow_env()
-    assert set(env) == {f"AIRFLOW_CONN_{v.conn_id.upper()}" for v in DEFAULT_VENDORS}
+    assert set(env) == {f"AIRFLOW_CONN_{v.conn_id.upper()}" for v in DEFAULT_VENDORS} | {"AIRFLOW_CONN_VENDORPRIVACY_STAGING"}
+    staging = S3Hook(aws_conn_id="vendorprivacy_staging").get_conn()   # the shared staging bucket, same S3 API
+    assert staging.head_bucket(Bucket="vendorprivacy-staging")["ResponseMetadata"]["HTTPStatusCode"] == 200
     assert all(os.environ[k] == v for k, v in env.items())  # applied by the fixture
     for spec in DEFAULT_VENDORS:
         conn = json.loads(env[f"AIRFLOW_CONN_{spec.conn_id.upper()}"])

@@ -31,7 +31,8 @@ def _run(feed_id: str):
     logical = get_current_context()["logical_date"]
     day = dt.date(logical.year, logical.month, logical.day)  # a plain date: DB drivers reject pendulum's subclass
     return FeedRun(vendor=vendor, feed=feed, logical_date=day, shop_url=settings.shop_url(),
-                   ledger=settings.ledger(), staging_root=settings.staging_root(), keys=settings.keys())
+                   ledger=settings.ledger(), staging_root=settings.staging_root(), keys=settings.keys(),
+                   shared=settings.shared_staging())
 
 
 def build_feed_dag(vendor: Vendor, feed: FeedSpec) -> DAG:

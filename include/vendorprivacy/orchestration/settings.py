@@ -55,6 +55,21 @@ def staging_root() -> Path:
     return Path(configured) if configured else DEFAULT_STATE / "staging"
 
 
+def shared_staging():
+    """The store staged files are handed over through when stages may run on different workers
+    (``s3://<conn_id>@<bucket>/<prefix>``), or None: the staging root is the hand-off (one machine)."""
+    from vendorprivacy.staging import SharedStaging
+
+    url = os.environ.get("VENDORPRIVACY_STAGING_URL")
+    if url is None:
+        try:
+            from airflow.sdk import Variable
+            url = Variable.get("vendorprivacy_staging_url", default=None)
+        except Exception:  # outside a task, or no metadata database
+            url = None
+    return SharedStaging.from_url(url) if url else None
+
+
 def keys():
     from vendorprivacy.keys import Keys, MissingSecret
 
