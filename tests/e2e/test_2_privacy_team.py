@@ -12,7 +12,7 @@ import time
 
 import pytest
 
-from tests.e2e.conftest import timed
+from tests.e2e.conftest import COUNTS, timed
 from tests.e2e.people import held, most_shared_subject
 
 DAG = "erasure_propagation"
@@ -27,6 +27,22 @@ def form_conf(api, **changes) -> dict:
     unknown = set(changes) - set(conf)
     assert not unknown, f"the form has no field(s) {unknown}"
     return {**conf, **changes}
+
+
+def wait_for_approval_request(api, run_id, settle: float = 5.0) -> tuple[dict, int, float]:
+    """The approval request as the approver reads it, once it has been waiting `settle` seconds (a person reads
+    what they approve; the same try must still be waiting): (request, try number, when it was first seen)."""
+    deadline, seen = time.monotonic() + RUN_TIMEOUT, None
+    while True:
+        ti = tis(api, run_id).get("approve", {})
+        assert time.monotonic() < deadline, f"no approval requested: {({k: v['state'] for k, v in tis(api, run_id).items()})}"
+        assert api.run(DAG, run_id)["state"] in ("queued", "running"), api.run(DAG, run_id)
+        if ti.get("state") == "awaiting_input":
+            seen = seen if seen and seen[0] == ti["try_number"] else (ti["try_number"], time.monotonic())
+            if time.monotonic() - seen[1] >= settle:
+                detail = api.get(f"/api/v2/dags/{DAG}/dagRuns/{run_id}/taskInstances/approve/-1/hitlDetails").json()
+                return detail, seen[0], seen[1]
+        time.sleep(1)
 
 
 def tis(api, run_id) -> dict[str, dict]:
@@ -69,19 +85,27 @@ def propagated(dry_run, api, vendors, subject, keys):
     t0 = time.monotonic()
     run = api.trigger(DAG, conf)
     rid = run["dag_run_id"]
-    deadline = time.monotonic() + RUN_TIMEOUT
-    while tis(api, rid).get("approve", {}).get("state") != "awaiting_input":
-        assert time.monotonic() < deadline, f"no approval requested: {({k: v['state'] for k, v in tis(api, rid).items()})}"
-        assert api.run(DAG, rid)["state"] in ("queued", "running"), api.run(DAG, rid)
-        time.sleep(2)
     path = f"/api/v2/dags/{DAG}/dagRuns/{rid}/taskInstances/approve/-1/hitlDetails"
-    detail = api.get(path).json()
-    approved = api.patch(path, {"chosen_options": ["Approve"], "params_input": {}}).json()
+    detail, asked_try, t_asked = wait_for_approval_request(api, rid)
     t_approved = time.monotonic()
-    done = api.wait_run(DAG, rid, timeout=RUN_TIMEOUT)
+    approved = api.patch(path, {"chosen_options": ["Approve"], "params_input": {}}).json()
+    approved_tries = {asked_try}
+
+    def approve_again_if_asked_again(run):
+        # Airflow 3.3 race (LocalExecutor): an answer that lands before the scheduler has processed the executor's
+        # event for the paused process fails that try ("finished with state success, but the task instance's
+        # state attribute is queued") and the retry asks again. Nothing is sent meanwhile; the officer sees the
+        # request again under Required actions and approves it again, as done here.
+        ti = tis(api, rid).get("approve", {})
+        if ti.get("state") == "awaiting_input" and ti["try_number"] not in approved_tries:
+            approved_tries.add(ti["try_number"])
+            COUNTS["erasure: approval asked again (Airflow race)"] = len(approved_tries) - 1
+            api.patch(path, {"chosen_options": ["Approve"], "params_input": {}})
+
+    done = api.wait_run(DAG, rid, timeout=RUN_TIMEOUT, on_poll=approve_again_if_asked_again)
     from tests.e2e.conftest import TIMINGS
 
-    TIMINGS["erasure: trigger -> approval requested"] = round(t_approved - t0, 1)
+    TIMINGS["erasure: trigger -> approval requested"] = round(t_asked - t0, 1)
     TIMINGS["erasure: approved -> run finished"] = round(time.monotonic() - t_approved, 1)
     vendors.ingest()
     return {"run": run, "done": done, "conf": conf, "detail": detail, "approved": approved, "before": before}
