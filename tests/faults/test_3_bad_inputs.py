@@ -130,8 +130,9 @@ def test_oversized_review_text(row, sandbox, feed, ledger, shop_copy):
     run = feed("reviewhub_reviews", day=RUN_DAY + dt.timedelta(days=90), shop_url=f"sqlite:///{shop_copy}")
     cap = next(f.length for f in run.feed.sent_fields if f.name == "body")
     result = deliver_all(run)
-    held = [x for x in sandbox.records("reviewhub", "reviewhub_reviews") if str(x.get("review_id")) == str(rid)]
     n, sent, _ = held_once(sandbox, run, ledger)
+    held = [e["row"] for e in sandbox.entries("reviewhub", "reviewhub_reviews")
+            if e["delivery_id"] == run.delivery_id and str(e["row"].get("review_id")) == str(rid)]
     body = held[0]["body"] if held else ""
     r["observed"] = (f"{result['status']}: {n}/{sent} rows held; the {len(huge):,}-char body held as {len(body):,} chars "
                      f"(cap {cap:,}), e-mail in it: {email.lower() in body.lower()}, leading '=': {body.startswith('=')}")
