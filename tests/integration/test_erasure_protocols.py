@@ -23,7 +23,7 @@ from vendorprivacy.erasure.protocols.openpgp import sign_detached
 from vendorprivacy.keys import Keys
 from vendorprivacy.minimise.normalise import hmac_hex, normalise, sha256_hex
 from vendorprivacy.policy import load_register
-from vendorprivacy.transports import SftpTransport
+from vendorprivacy.transports import AuthenticationFailed, SftpTransport
 
 from sandbox import DEFAULT_VENDORS, POLICY_KEYS_DIR, SANDBOX_KEYS_DIR, Sandbox, specs_from_register
 
@@ -461,6 +461,30 @@ def test_opendsr_honours_retry_after_then_succeeds(sandbox, register, erasure_it
     assert sleeps.calls == [3.0]
     assert receipt.already_submitted is False
     assert len(sandbox.opendsr_requests("fraudshield", item.pair_id)) == 1
+
+
+def test_opendsr_batch_goes_out_in_parallel_each_pair_once_and_an_error_is_raised(sandbox, register, erasure_item):
+    """One call per pair, 8 in flight: every pair is held once, one answer per pair comes back, and a
+    call that fails fails the submission (a re-submission sends again safely: one request per pair id)."""
+    tag = uuid.uuid4().hex[:8]
+    proto = protocol_for(register.vendor("mailwave"), in_flight=8)
+    items = [erasure_item({"email": [f"many.{tag}.{i}@example.com"]}) for i in range(40)]
+    batch = new_batch()
+    sandbox.vendor_api.set_fault("mailwave", status=401, count=1)   # refused credentials: never retried
+    try:
+        with pytest.raises(AuthenticationFailed):
+            proto.submit(batch, items)
+    finally:
+        sandbox.vendor_api.clear_fault("mailwave")
+    held_first = sum(len(sandbox.opendsr_requests("mailwave", i.pair_id)) for i in items)
+    assert 0 <= held_first < len(items)
+    receipt = proto.submit(batch, items)
+    assert receipt.already_submitted is False
+    assert [len(sandbox.opendsr_requests("mailwave", i.pair_id)) for i in items] == [1] * len(items)
+    sandbox.process_erasures("mailwave")
+    outcomes = proto.poll(batch, items)
+    assert sorted(o.pair_id for o in outcomes) == sorted(i.pair_id for i in items)   # one answer per pair
+    assert {o.status for o in outcomes} == {"not_found"}
 
 
 def test_unknown_opendsr_request_yields_no_outcome(sandbox, register, erasure_item):

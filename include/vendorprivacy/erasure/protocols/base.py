@@ -180,7 +180,8 @@ def protocol_for(vendor: Vendor, *, keys_dir: Path | None = None, **options: Any
       ``folder`` (sftp_ack: erasure folder override) / ``prefix`` (s3_removal_list: key prefix override).
     - opendsr: ``callback_urls`` (status_callback_urls sent with every request),
       ``processor_cert_pem`` (pin the processor certificate instead of fetching it from /discovery),
-      ``opt_out_as`` (default ``"erasure"``; ``None`` refuses opt_out items), and HttpsRecordTransport
+      ``opt_out_as`` (default ``"erasure"``; ``None`` refuses opt_out items), ``in_flight`` (calls at a
+      time, one per pair; default 8), and HttpsRecordTransport
       retry settings (``max_attempts``, ``max_total_seconds``, ``max_retry_after``, ``sleep``, ``clock``...).
     """
     protocol = vendor.erasure.protocol

@@ -51,7 +51,9 @@ import binascii
 import json
 import logging
 import re
-from collections.abc import Mapping, Sequence
+import threading
+from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timezone
 from typing import Any
 
@@ -276,7 +278,8 @@ class OpenDsrProtocol:
 
     def __init__(self, vendor_id: str, conn_id: str, endpoint: str, formats: Sequence[tuple[str, str]], *,
                  callback_urls: Sequence[str] = (), processor_cert_pem: bytes | None = None,
-                 opt_out_as: str | None = "erasure", evidence_dir: Any = None, **transport_options: Any) -> None:
+                 opt_out_as: str | None = "erasure", evidence_dir: Any = None, in_flight: int = 8,
+                 **transport_options: Any) -> None:
         if opt_out_as not in (None, "erasure"):
             raise ValueError("opt_out_as must be 'erasure' or None")
         for url in callback_urls:
@@ -290,6 +293,7 @@ class OpenDsrProtocol:
         self.opt_out_as = opt_out_as
         self.evidence_dir = evidence_dir
         self.transport_options = transport_options
+        self.in_flight = max(1, in_flight)  # OpenDSR is one call per pair: overlap the round trips
         self._cert_pem = processor_cert_pem
         self._discovery: dict | None = None
         if processor_cert_pem is not None:
@@ -368,6 +372,30 @@ class OpenDsrProtocol:
             "status_callback_urls": list(self.callback_urls),
         }
 
+    def _each(self, items: list, call: Callable[[Any, Any], Any]) -> list:
+        """``call(transport, item)`` for every item, ``in_flight`` at a time, each thread on its own keep-alive
+        session; results in item order. The first error is raised once the calls under way have ended (what
+        was sent is safe to send again: the processor keeps one request per subject_request_id)."""
+        if self.in_flight == 1 or len(items) <= 1:
+            with self.transport() as t:
+                return [call(t, item) for item in items]
+        local, opened, lock = threading.local(), [], threading.Lock()
+
+        def run(item):
+            t = getattr(local, "transport", None)
+            if t is None:
+                t = local.transport = self.transport()
+                with lock:
+                    opened.append(t)
+            return call(t, item)
+
+        try:
+            with ThreadPoolExecutor(max_workers=self.in_flight, thread_name_prefix=f"opendsr-{self.vendor_id}") as pool:
+                return list(pool.map(run, items))
+        finally:
+            for t in opened:
+                t.close()
+
     def _verified(self, resp: Any, cert: bytes, file: str, pair_id: str) -> tuple[dict, str]:
         domain = verify_signature(resp.headers, resp.content, cert, vendor=self.vendor_id, file=file)
         doc = _json_doc(resp.content, self.vendor_id, file)
@@ -380,16 +408,15 @@ class OpenDsrProtocol:
         items = check_batch(self.vendor_id, batch_id, items)
         bodies = [self.request_body(i) for i in items]
         sent = canonical_json(bodies)
-        created = 0
-        with self.transport() as t:
-            cert = self.processor_cert(t)
-            self._check_supported()
-            for body in bodies:
-                pid = body["subject_request_id"]
-                resp = t.request("POST", "/opendsr/requests", body)
-                self._verified(resp, cert, "POST /opendsr/requests", pid)
-                if resp.status_code != 200:  # 201 Created (200 = already held)
-                    created += 1
+        cert = self.processor_cert()
+        self._check_supported()
+
+        def post(t, body) -> bool:
+            resp = t.request("POST", "/opendsr/requests", body)
+            self._verified(resp, cert, "POST /opendsr/requests", body["subject_request_id"])
+            return resp.status_code != 200  # 201 Created (200 = already held)
+
+        created = sum(self._each(bodies, post))
         log.info("erasure %s batch %s: %d request(s) created, %d already held", self.vendor_id, batch_id,
                  created, len(bodies) - created)
         return SubmitReceipt(batch_id, None, sha256_hex(sent), len(sent), created == 0)
@@ -399,24 +426,25 @@ class OpenDsrProtocol:
         from vendorprivacy.transports import TransportError
 
         items = check_batch(self.vendor_id, batch_id, items)
-        outcomes: list[Outcome] = []
-        missing = 0
-        with self.transport() as t:
-            cert = self.processor_cert(t)
-            for item in items:
-                path = f"/opendsr/requests/{item.pair_id}"
-                try:
-                    resp = t.request("GET", path)
-                except TransportError as exc:
-                    if _http_status(exc) == 404:
-                        missing += 1
-                        continue
-                    raise
-                doc, domain = self._verified(resp, cert, f"GET {path}", item.pair_id)
-                outcome = status_to_outcome(doc, resp.content, domain, vendor=self.vendor_id, file=f"GET {path}")
-                save_evidence(self.evidence_dir, self.vendor_id,
-                              {"json": resp.content, "sig": (resp.headers.get(SIGNATURE_HEADER) or "").encode()})
-                outcomes.append(outcome)
+        cert = self.processor_cert()
+
+        def get(t, item) -> Outcome | None:
+            path = f"/opendsr/requests/{item.pair_id}"
+            try:
+                resp = t.request("GET", path)
+            except TransportError as exc:
+                if _http_status(exc) == 404:
+                    return None
+                raise
+            doc, domain = self._verified(resp, cert, f"GET {path}", item.pair_id)
+            outcome = status_to_outcome(doc, resp.content, domain, vendor=self.vendor_id, file=f"GET {path}")
+            save_evidence(self.evidence_dir, self.vendor_id,
+                          {"json": resp.content, "sig": (resp.headers.get(SIGNATURE_HEADER) or "").encode()})
+            return outcome
+
+        answers = self._each(items, get)
+        outcomes = [o for o in answers if o is not None]
+        missing = len(answers) - len(outcomes)
         if missing:
             log.warning("erasure %s batch %s: processor does not know %d request(s) (not yet submitted?)",
                         self.vendor_id, batch_id, missing)
