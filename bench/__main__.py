@@ -3,6 +3,7 @@
     .venv/bin/python -m bench run --customers 10000 100000      # ~3 minutes on 2 cores (shops cached)
     .venv/bin/python -m bench run --customers 1000000           # the long one (the 1M shop takes ~10 min once)
     .venv/bin/python -m bench chart                              # redraw the PNG from the results
+    .venv/bin/python -m bench ledger --keys 300000 790000         # the ledger's subject recording alone
 
 For each size: builds (or reuses) the synthetic shop in .state/bench/, starts the sandbox vendors (OpenSSH,
 moto S3, the HTTPS vendor API), then per feed runs the real feed (prepare, gate, deliver) and its floor
@@ -251,6 +252,9 @@ def main(argv: list[str] | None = None) -> int:
                                         "ledger (service providers only); writes results/erasure_<size>_<n>.json")
     er.add_argument("--customers", type=int, default=100_000)
     er.add_argument("--requests", type=int, default=1000)
+    lg = sub.add_parser("ledger", help="Ledger.mark_delivered on SQLite and PostgreSQL against plain SQLAlchemy "
+                                       "executemany; writes results/ledger.json")
+    lg.add_argument("--keys", type=int, nargs="+", default=[100_000, 300_000, 790_000])
     tb = sub.add_parser("table", help="print the markdown table of a finished run")
     tb.add_argument("customers", type=int)
     a = p.parse_args(argv)
@@ -271,6 +275,11 @@ def main(argv: list[str] | None = None) -> int:
                    "that are always told (6 of 8 vendors) have pairs")
         write_json(RESULTS / f"erasure_{a.customers}_{a.requests}.json", out)
         print(json.dumps({k: out[k] for k in ("requests", "pairs", "all_final", "batch_s", "steps")}, indent=1))
+        return 0
+    if a.cmd == "ledger":
+        from bench.ledger import bench_ledger
+
+        bench_ledger(a.keys)
         return 0
     if a.cmd == "table":
         print(markdown_table(json.loads((RESULTS / f"run_{a.customers}.json").read_text())))

@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import datetime as dt
+import io
+import itertools
 from dataclasses import dataclass
 from typing import Iterable
 
@@ -88,16 +90,34 @@ class Ledger:
         """Record the subjects and flip the status in one transaction: delivered means fully recorded."""
         with self.engine.begin() as conn:
             conn.execute(t.delivery_subjects.delete().where(t.delivery_subjects.c.delivery_id == delivery_id))
-            batch: list[dict] = []
-            for key in subject_keys:
-                batch.append({"delivery_id": delivery_id, "subject_key": key})
-                if len(batch) >= _CHUNK:
-                    conn.execute(t.delivery_subjects.insert(), batch)
-                    batch = []
-            if batch:
-                conn.execute(t.delivery_subjects.insert(), batch)
+            self._insert_subjects(conn, delivery_id, subject_keys)
             conn.execute(t.deliveries.update().where(t.deliveries.c.delivery_id == delivery_id).values(
                 status="delivered", delivered_at=_now(), error=None, **values))
+
+    def _insert_subjects(self, conn, delivery_id: str, subject_keys: Iterable[str]) -> None:
+        """Hundreds of thousands of rows per large feed: PostgreSQL's COPY, else the driver's executemany
+        (SQLAlchemy's per-row parameter handling cost 5-24 s for 300k-790k keys, several times the rest)."""
+        keys = iter(subject_keys)
+        if conn.dialect.name == "postgresql":
+            table = ".".join(f'"{n}"' for n in (self.schema, t.delivery_subjects.name) if n)
+            copy = f"COPY {table} (delivery_id, subject_key) FROM STDIN"
+            dbapi = conn.connection.dbapi_connection
+            cursor = dbapi.cursor()
+            try:
+                while chunk := list(itertools.islice(keys, _CHUNK * 10)):
+                    # ids and 64-hex keys: nothing in them needs COPY's text escaping
+                    cursor.copy_expert(copy, io.StringIO("".join(f"{delivery_id}\t{k}\n" for k in chunk)))
+            except conn.dialect.loaded_dbapi.Error as e:  # the same errors as every other ledger call
+                if conn.dialect.is_disconnect(e, dbapi, cursor):
+                    conn.invalidate()
+                raise sa.exc.DBAPIError.instance(copy, None, e, conn.dialect.loaded_dbapi.Error,
+                                                 dialect=conn.dialect) from None
+            finally:
+                cursor.close()
+            return
+        insert = conn.dialect.statement_compiler(conn.dialect, t.delivery_subjects.insert()).string
+        while chunk := list(itertools.islice(keys, _CHUNK)):
+            conn.exec_driver_sql(insert, [(delivery_id, k) for k in chunk])
 
     def deliveries(self, feed_id: str | None = None) -> list[Delivery]:
         q = sa.select(t.deliveries.c.delivery_id).order_by(t.deliveries.c.created_at)
