@@ -20,6 +20,7 @@ import pytest
 from vendorprivacy.crypto import encrypt_file, sha256_file
 
 from sandbox import Sandbox
+from tests.conftest import pg_ledger
 from sandbox.stores import csv_bytes
 
 
@@ -57,17 +58,9 @@ def module_sandbox(tmp_path_factory) -> Iterator[Sandbox]:
 
 @pytest.fixture(scope="module")
 def module_ledger():
-    """A PostgreSQL ledger of the module's own (a fresh schema in the `test` database, dropped afterwards)."""
-    import sqlalchemy as sa
-    from vendorprivacy.ledger import Ledger
-
-    url, schema = "postgresql+psycopg2://postgres@127.0.0.1:5432/test", f"it_{uuid.uuid4().hex[:10]}"
-    led = Ledger(url, schema=schema)
-    led.migrate()
-    yield led
-    led.engine.dispose()
-    with sa.create_engine(url).begin() as conn:
-        conn.execute(sa.text(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE'))
+    """A PostgreSQL ledger of the module's own."""
+    with pg_ledger("it") as ledger:
+        yield ledger
 
 
 @pytest.fixture

@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
+from tests.conftest import pg_ledger
 from vendorprivacy.erasure import propagate
 from vendorprivacy.erasure import store as st
 from vendorprivacy.erasure.identity import IdentityCipher
@@ -24,7 +25,6 @@ from vendorprivacy.keys import Keys
 from vendorprivacy.ledger import Ledger
 from vendorprivacy.policy import load_notice, load_register
 
-PG = "postgresql+psycopg2://postgres@127.0.0.1:5432/test"
 IDENTITY_SECRET = "unit-test-identity-key-0123456789"
 TODAY = dt.date(2026, 11, 20)
 
@@ -32,17 +32,8 @@ TODAY = dt.date(2026, 11, 20)
 @pytest.fixture
 def ledger():
     """A fresh ledger in its own PostgreSQL schema, dropped afterwards."""
-    schema = f"ut_erasure_{uuid.uuid4().hex[:10]}"
-    led = Ledger(PG, schema=schema)
-    led.migrate()
-    try:
+    with pg_ledger("ut_erasure") as led:
         yield led
-    finally:
-        led.engine.dispose()
-        eng = sa.create_engine(PG)
-        with eng.begin() as conn:
-            conn.execute(sa.text(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE'))
-        eng.dispose()
 
 
 @pytest.fixture

@@ -10,10 +10,8 @@ import uuid
 import pytest
 import sqlalchemy as sa
 
+from tests.conftest import pg_ledger
 from vendorprivacy.ledger import Ledger
-
-PG = "postgresql+psycopg2://postgres@127.0.0.1:5432/test"
-
 
 @pytest.fixture(params=["postgresql", "sqlite"])
 def ledger(request, tmp_path):
@@ -23,13 +21,8 @@ def ledger(request, tmp_path):
         yield led
         led.engine.dispose()
         return
-    schema = f"ut_ledger_{uuid.uuid4().hex[:10]}"
-    led = Ledger(PG, schema=schema)
-    led.migrate()
-    yield led
-    led.engine.dispose()
-    with sa.create_engine(PG).begin() as conn:
-        conn.execute(sa.text(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE'))
+    with pg_ledger("ut_ledger") as led:
+        yield led
 
 
 def keys(n: int, salt: str = "") -> list[str]:
