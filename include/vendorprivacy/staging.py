@@ -54,7 +54,7 @@ class SharedStaging:
             raise StagingError(f"shared staging {self.url()}: connection '{self.conn_id}': {type(e).__name__}: {e}") from None
 
     def _fail(self, what: str, e: Exception) -> StagingError:
-        code = getattr(e, "response", {}).get("Error", {}).get("Code") if hasattr(e, "response") else None
+        code = (getattr(e, "response", None) or {}).get("Error", {}).get("Code")
         return StagingError(f"shared staging {what}: {code or type(e).__name__} (connection '{self.conn_id}')")
 
     def publish(self, key: str, local_dir: Path, names: Iterable[str]) -> None:
@@ -77,7 +77,7 @@ class SharedStaging:
             try:
                 head = client.head_object(Bucket=self.bucket, Key=object_key)
             except Exception as e:
-                status = getattr(e, "response", {}).get("ResponseMetadata", {}).get("HTTPStatusCode")
+                status = (getattr(e, "response", None) or {}).get("ResponseMetadata", {}).get("HTTPStatusCode")
                 if status == 404:
                     raise StagingError(f"staged file {self.url(key)}/{name} not found: run prepare again") from None
                 raise self._fail(f"lookup of {self.url(key)}/{name}", e) from None
@@ -108,7 +108,7 @@ class SharedStaging:
         return len(listed)
 
     def held(self, key: str) -> list[str]:
-        """Names of the staged files held for one delivery (tests, the audit)."""
+        """Names of the staged files waiting in the store for one delivery."""
         prefix = self._key(key) + "/"
         listed = self._client().list_objects_v2(Bucket=self.bucket, Prefix=prefix).get("Contents", [])
         return sorted(o["Key"][len(prefix):] for o in listed)
