@@ -43,15 +43,20 @@ def ledger_url() -> str:
     return _db_url("ledger_db", "VENDORPRIVACY_LEDGER_URL", "ledger.db")
 
 
-def staging_root() -> Path:
-    """Where staged files wait between prepare, gate and deliver (plaintext: keep it private, 0700)."""
-    if os.environ.get("VENDORPRIVACY_STAGING_DIR"):
-        return Path(os.environ["VENDORPRIVACY_STAGING_DIR"])
+def _setting(env: str, variable: str) -> str | None:
+    """An environment variable, else an Airflow Variable (None outside a task or without a metadata database)."""
+    if os.environ.get(env):
+        return os.environ[env]
     try:
         from airflow.sdk import Variable
-        configured = Variable.get("vendorprivacy_staging_dir", default=None)
+        return Variable.get(variable, default=None)
     except Exception:  # outside a task, or no metadata database
-        configured = None
+        return None
+
+
+def staging_root() -> Path:
+    """Where staged files wait between prepare, gate and deliver on this machine (plaintext: private, 0700)."""
+    configured = _setting("VENDORPRIVACY_STAGING_DIR", "vendorprivacy_staging_dir")
     return Path(configured) if configured else DEFAULT_STATE / "staging"
 
 
@@ -60,13 +65,7 @@ def shared_staging():
     (``s3://<conn_id>@<bucket>/<prefix>``), or None: the staging root is the hand-off (one machine)."""
     from vendorprivacy.staging import SharedStaging
 
-    url = os.environ.get("VENDORPRIVACY_STAGING_URL")
-    if url is None:
-        try:
-            from airflow.sdk import Variable
-            url = Variable.get("vendorprivacy_staging_url", default=None)
-        except Exception:  # outside a task, or no metadata database
-            url = None
+    url = _setting("VENDORPRIVACY_STAGING_URL", "vendorprivacy_staging_url")
     return SharedStaging.from_url(url) if url else None
 
 
